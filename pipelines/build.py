@@ -1,0 +1,204 @@
+"""`fsbir build-dataset`: catalog → reader → shard jobs → engine (workers) → shards + manifest."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+from sketchgen import DEFAULT_LIGHT_WORDS, DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, SketchSettings
+from sketchgen.pair import PairSettings
+
+from .catalog import CatalogError, CatalogRow, CatalogSpec, read_catalog
+from .engine import LocalEngine
+from .shards import atomic_write_json, shard_name
+from .worker import ShardJob, WorkerSettings, run_shard_job
+
+FSBIR_VERSION = "0.1.0"
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    catalog: CatalogSpec
+    out_dir: str
+    image_size: int = 256
+    shard_size: int = 1000
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    min_side: int = DEFAULT_MIN_SIDE
+    light_words: tuple[str, ...] = DEFAULT_LIGHT_WORDS
+    sketch: SketchSettings = field(default_factory=SketchSettings)
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    max_failure_ratio: float = 0.5
+    limit: int | None = None
+
+
+@dataclass
+class BuildSummary:
+    out_dir: str
+    inputs: int
+    ok: int
+    by_status: dict[str, int]
+    by_method: dict[str, int]
+    by_split: dict[str, int]
+    shards_written: int
+    shards_skipped: int
+    seconds: float
+    failure_ratio: float
+    passed: bool
+    message: str
+
+
+def _fingerprint(config: BuildConfig) -> dict:
+    """What decides a shard's contents; a re-run into the same folder must match it."""
+    d = asdict(config)
+    for volatile in ("workers", "max_failure_ratio"):
+        d.pop(volatile)
+    return d
+
+
+def _jobs(rows: Iterator[CatalogRow], shard_size: int, skip: Callable[[int], bool]) -> Iterator[ShardJob]:
+    batch: list[CatalogRow] = []
+    shard_id = 0
+    for row in rows:
+        batch.append(row)
+        if len(batch) == shard_size:
+            if not skip(shard_id):
+                yield ShardJob(shard_id, batch)
+            shard_id, batch = shard_id + 1, []
+    if batch and not skip(shard_id):
+        yield ShardJob(shard_id, batch)
+
+
+def _extra_columns(config: BuildConfig) -> tuple[tuple[str, ...], Iterator[CatalogRow]]:
+    rows = read_catalog(config.catalog)
+    first = next(rows, None)
+    if first is None:
+        raise CatalogError(f"{config.catalog.source}: the catalog has no rows")
+
+    def chained() -> Iterator[CatalogRow]:
+        yield first
+        yield from rows
+
+    return tuple(first.extras), chained()
+
+
+def run_build(config: BuildConfig, on_rows: Callable[[int], None] = lambda n: None,
+              on_shard: Callable[[dict], None] = lambda s: None) -> BuildSummary:
+    """Build (or resume) the shards of one catalog. Catalog-level problems raise CatalogError."""
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    fingerprint = _fingerprint(config)
+    fp_path = out / "build_config.json"
+    if fp_path.exists():
+        previous = json.loads(fp_path.read_text())
+        if previous != json.loads(json.dumps(fingerprint)):
+            raise CatalogError(
+                f"{out} holds shards built with other settings (see {fp_path}); use a new output folder"
+            )
+    else:
+        atomic_write_json(fp_path, fingerprint)
+
+    extra_columns, rows = _extra_columns(config)
+    if config.limit is not None:
+        rows = (r for r in rows if r.index < config.limit)
+    settings = WorkerSettings(
+        pair=PairSettings(
+            image_size=config.image_size, max_pixels=config.max_pixels, min_side=config.min_side,
+            light_words=tuple(config.light_words), sketch=config.sketch,
+        ),
+        out_dir=str(out),
+        extra_columns=extra_columns,
+        val_fraction=config.val_fraction,
+        test_fraction=config.test_fraction,
+    )
+    skipped: list[int] = []
+
+    def skip(shard_id: int) -> bool:
+        done = (out / f"{shard_name(shard_id)}.stats.json").exists()
+        if done:
+            skipped.append(shard_id)
+        return done
+
+    start = time.perf_counter()
+    written = 0
+
+    def done(stats: dict) -> None:
+        nonlocal written
+        written += 1
+        on_shard(stats)
+
+    LocalEngine(config.workers).run(run_shard_job, _jobs(rows, config.shard_size, skip), settings, on_rows, done)
+    summary = summarize(out, config, written, len(skipped), time.perf_counter() - start)
+    return summary
+
+
+def summarize(out: Path, config: BuildConfig, written: int, skipped: int, seconds: float) -> BuildSummary:
+    """Sum every shard's stats (this run's and earlier runs') into manifest.json."""
+    import pyarrow.parquet as pq
+
+    by_status: dict[str, int] = {}
+    by_method: dict[str, int] = {}
+    by_split: dict[str, int] = {}
+    shards = []
+    for stats_path in sorted(out.glob("shard-*.stats.json")):
+        stats = json.loads(stats_path.read_text())
+        shards.append(stats_path.name.replace(".stats.json", ".parquet"))
+        for k, v in stats["by_status"].items():
+            by_status[k] = by_status.get(k, 0) + v
+        for k, v in stats.get("by_method", {}).items():
+            by_method[k] = by_method.get(k, 0) + v
+    for name in shards:
+        col = pq.read_table(out / name, columns=["split", "status"]).to_pydict()
+        for split, status in zip(col["split"], col["status"]):
+            if status == "ok":
+                by_split[split] = by_split.get(split, 0) + 1
+    inputs = sum(by_status.values())
+    ok = by_status.get("ok", 0)
+    failure_ratio = (inputs - ok) / inputs if inputs else 1.0
+    passed = ok > 0 and failure_ratio <= config.max_failure_ratio
+    if ok == 0:
+        message = "no row succeeded: check the image column / pattern and the catalog root"
+    elif not passed:
+        message = (f"{failure_ratio:.1%} of rows failed, above --max-failure-ratio "
+                   f"{config.max_failure_ratio:.0%}; shards were written, see the status counts")
+    else:
+        message = "ok"
+    manifest = {
+        "fsbir_version": FSBIR_VERSION,
+        "inputs": inputs,
+        "ok": ok,
+        "failed": {k: v for k, v in sorted(by_status.items()) if k != "ok"},
+        "by_method": by_method,
+        "ok_by_split": by_split,
+        "shards": shards,
+        "config": json.loads(json.dumps(asdict(config))),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    atomic_write_json(out / "manifest.json", manifest)
+    return BuildSummary(str(out), inputs, ok, by_status, by_method, by_split, written, skipped,
+                        seconds, failure_ratio, passed, message)
+
+
+def build_dataset(config: BuildConfig) -> BuildSummary:
+    """run_build with a progress bar and a summary table on the terminal."""
+    from .catalog import count_rows
+    from .console import console, row_progress, status_table
+
+    total = count_rows(config.catalog)
+    if total is not None and config.limit is not None:
+        total = min(total, config.limit)
+    with row_progress("build-dataset", total) as advance:
+        summary = run_build(config, on_rows=advance)
+    console.print(status_table(f"{summary.inputs} input rows → {summary.out_dir}", summary.by_status, summary.inputs))
+    console.print(
+        f"sketch branch: {summary.by_method}  ok rows by split: {summary.by_split}  "
+        f"shards written {summary.shards_written}, already done {summary.shards_skipped}  "
+        f"({summary.seconds:.1f}s)"
+    )
+    if not summary.passed:
+        console.print(f"[red]build-dataset: {summary.message}")
+    return summary

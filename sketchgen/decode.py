@@ -1,0 +1,97 @@
+"""Robust image decoding: any common photo file in, 8-bit RGB array out (or a SketchgenError)."""
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import SketchgenError
+
+# We enforce our own pixel cap from the header (before decoding), so PIL's bomb check is redundant.
+Image.MAX_IMAGE_PIXELS = None
+
+DEFAULT_MAX_PIXELS = 40_000_000
+DEFAULT_MIN_SIDE = 16
+
+
+def _to_uint8(arr: np.ndarray) -> np.ndarray:
+    """Scale a high-bit-depth array to 0..255 instead of clipping it (PIL's 'L' conversion clips)."""
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == np.bool_:
+        return arr.astype(np.uint8) * 255
+    if np.issubdtype(arr.dtype, np.floating):
+        lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
+        scale = 255.0 / (hi - lo) if hi > lo else 0.0
+        return np.nan_to_num((arr - lo) * scale).astype(np.uint8)
+    top = 65535 if arr.max(initial=0) > 255 else 255
+    return (arr.astype(np.float64) * (255.0 / top)).round().clip(0, 255).astype(np.uint8)
+
+
+def _composite_on_white(img: Image.Image) -> Image.Image:
+    rgba = img.convert("RGBA")
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(white, rgba).convert("RGB")
+
+
+def _has_alpha(img: Image.Image) -> bool:
+    return img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
+        img.mode == "P" and "transparency" in img.info
+    )
+
+
+def load_rgb(
+    data: bytes,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    min_side: int = DEFAULT_MIN_SIDE,
+    draft_size: int | None = None,
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """Decode image bytes to an (H, W, 3) uint8 RGB array and the original (width, height).
+
+    Applies EXIF orientation, composites transparency on white, converts CMYK / 16-bit / grey /
+    palette images to 8-bit RGB. The pixel cap is checked from the header before the full decode.
+    `draft_size` lets JPEG decoding downscale by DCT (much faster for huge photos we resize anyway).
+    Raises SketchgenError with reason decode_error, too_large or too_small.
+    """
+    if not data:
+        raise SketchgenError("decode_error", "empty file (0 bytes)")
+    try:
+        img = Image.open(io.BytesIO(data))
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise SketchgenError("decode_error", f"not a readable image: {exc}") from None
+    width, height = img.size
+    if width * height > max_pixels:
+        raise SketchgenError(
+            "too_large", f"{width}x{height} = {width * height} pixels exceeds max_pixels={max_pixels}"
+        )
+    if min(width, height) < min_side:
+        raise SketchgenError("too_small", f"{width}x{height} is below min_side={min_side}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if draft_size and img.format == "JPEG" and img.mode in ("RGB", "L"):
+                img.draft(img.mode, (draft_size, draft_size))
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            rgb = _convert(img)
+    except SketchgenError:
+        raise
+    except Exception as exc:  # PIL raises many types for corrupt data
+        raise SketchgenError("decode_error", f"{type(exc).__name__}: {exc}") from None
+    return rgb, (width, height)
+
+
+def _convert(img: Image.Image) -> np.ndarray:
+    if _has_alpha(img):
+        return np.asarray(_composite_on_white(img))
+    if img.mode == "RGB":
+        return np.asarray(img)
+    if img.mode in ("CMYK", "YCbCr", "LAB", "HSV", "P", "L", "1"):
+        return np.asarray(img.convert("RGB"))
+    arr = np.asarray(img)  # I;16*, I, F and other high-bit-depth modes
+    grey = _to_uint8(arr)
+    if grey.ndim == 2:
+        grey = np.repeat(grey[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(grey[:, :, :3])

@@ -1,0 +1,13 @@
+"""Row-level failures that a pipeline records instead of crashing on."""
+
+
+class SketchgenError(Exception):
+    """A reason a single input cannot become a (photo, sketch) pair.
+
+    `reason` is the short machine status written to the shard (`decode_error`, `too_large`, ...);
+    the message is the human detail kept in `error_message`.
+    """
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason

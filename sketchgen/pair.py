@@ -1,0 +1,73 @@
+"""One catalog image + caption → pixel-aligned (photo, sketch) pair: the whole sketchgen stage."""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from .colour_words import DEFAULT_LIGHT_WORDS, needs_light_item_path
+from .decode import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, load_rgb
+from .edges import SketchSettings, edge_sketch
+from .geometry import letterbox
+
+
+@dataclass(frozen=True)
+class PairSettings:
+    image_size: int = 256
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    min_side: int = DEFAULT_MIN_SIDE
+    jpeg_quality: int = 90
+    light_words: tuple[str, ...] = DEFAULT_LIGHT_WORDS
+    sketch: SketchSettings = field(default_factory=SketchSettings)
+
+
+@dataclass
+class SketchPair:
+    image_jpeg: bytes
+    sketch_png: bytes
+    method: str
+    params: dict
+    edge_density: float
+    original_size: tuple[int, int]
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:  # pragma: no cover - OpenCV only fails on invalid arrays
+        raise RuntimeError("JPEG encoding failed")
+    return buf.tobytes()
+
+
+def encode_png(grey: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", grey, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    if not ok:  # pragma: no cover
+        raise RuntimeError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def decode_image(data: bytes) -> Image.Image:
+    return Image.open(io.BytesIO(data))
+
+
+def make_pair(data: bytes, caption: str | None, settings: PairSettings = PairSettings()) -> SketchPair:
+    """Decode, letterbox, pick the sketch branch by the colour-word rule, draw, encode.
+
+    The sketch is computed on an edge-replicated letterbox (no line at the padding seam) of the
+    same geometry as the white-padded photo, so the two are pixel-aligned.
+    Raises SketchgenError for inputs that cannot be used.
+    """
+    rgb, original_size = load_rgb(data, settings.max_pixels, settings.min_side, draft_size=settings.image_size * 2)
+    photo = letterbox(rgb, settings.image_size, border="white")
+    light = needs_light_item_path(caption, settings.light_words)
+    sketch, info = edge_sketch(letterbox(rgb, settings.image_size, border="replicate"), light, settings.sketch)
+    return SketchPair(
+        image_jpeg=encode_jpeg(photo, settings.jpeg_quality),
+        sketch_png=encode_png(sketch),
+        method=info["params"]["method"],
+        params=info["params"],
+        edge_density=info["edge_density"],
+        original_size=original_size,
+    )
