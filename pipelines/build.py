@@ -102,6 +102,8 @@ def run_build(config: BuildConfig, on_rows: Callable[[int], None] = lambda n: No
     else:
         atomic_write_json(fp_path, fingerprint)
 
+    for stale in out.glob(".shard-*.tmp-*"):  # left by a killed run; never a finished shard
+        stale.unlink()
     extra_columns, rows = _extra_columns(config)
     if config.limit is not None:
         rows = (r for r in rows if r.index < config.limit)

@@ -10,7 +10,7 @@ import csv
 import json
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -244,7 +244,7 @@ def _parquet_source(spec: CatalogSpec) -> tuple[Path, list[str], Iterator[dict[s
     return root, columns, records()
 
 
-def _hf_source(spec: CatalogSpec) -> tuple[Path, list[str], Iterator[dict[str, Any]]]:
+def _hf_source(spec: CatalogSpec) -> tuple[Path, list[str], Iterator[dict[str, Any]], str | None]:
     import datasets
 
     name = spec.source[3:]
@@ -264,7 +264,7 @@ def _hf_source(spec: CatalogSpec) -> tuple[Path, list[str], Iterator[dict[str, A
     if image_col in ds.features and isinstance(ds.features[image_col], datasets.Image):
         ds = ds.cast_column(image_col, datasets.Image(decode=False))
     root = local.resolve() if local.is_dir() else Path.cwd()
-    return root, list(ds.column_names), iter(ds)
+    return root, list(ds.column_names), iter(ds), image_col
 
 
 def read_catalog(spec: CatalogSpec) -> Iterator[CatalogRow]:
@@ -276,12 +276,14 @@ def read_catalog(spec: CatalogSpec) -> Iterator[CatalogRow]:
         root, table, columns, records = _table_source(spec, fmt)
         where = table.name
         if fmt == "imagefolder" and not spec.image_column and not spec.image_pattern:
-            spec = CatalogSpec(**{**spec.__dict__, "image_column": "file_name"})
+            spec = replace(spec, image_column="file_name")
     elif fmt == "parquet":
         root, columns, records = _parquet_source(spec)
         where = spec.source
     else:
-        root, columns, records = _hf_source(spec)
+        root, columns, records, image_col = _hf_source(spec)
+        if not spec.image_column and not spec.image_pattern:
+            spec = replace(spec, image_column=image_col)
         where = spec.source
     if not columns:
         raise CatalogError(f"{where}: no columns (empty table?)")

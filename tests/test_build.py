@@ -1,0 +1,211 @@
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from pipelines.build import BuildConfig, run_build
+from pipelines.catalog import CatalogSpec
+from pipelines.demo_catalog import write_demo_catalog
+from pipelines.shards import shard_files, split_for
+from tests.conftest import encode, photo, write_jsonl
+
+BASE_COLUMNS = ["key", "product_id", "caption", "split", "image", "sketch", "sketch_method", "sketch_params",
+                "edge_density", "width", "height", "original_width", "original_height", "sha256", "status",
+                "error_message"]
+
+
+def build(catalog, out, **kw):
+    kw.setdefault("workers", 1)
+    spec_kw = {k: kw.pop(k) for k in ("id_column", "caption_column", "image_pattern") if k in kw}
+    return run_build(BuildConfig(CatalogSpec(str(catalog), **spec_kw), str(out), **kw))
+
+
+@pytest.fixture(scope="module")
+def built(demo_catalog, tmp_path_factory):
+    out = tmp_path_factory.mktemp("shards")
+    summary = build(demo_catalog, out, shard_size=10, image_size=96)
+    return out, summary
+
+
+def test_schema_and_every_row_once(built, demo_catalog):
+    out, summary = built
+    assert summary.inputs == 36 and summary.ok == 36 and summary.shards_written == 4 and summary.passed
+    df = pd.concat(pd.read_parquet(f) for f in shard_files(out))
+    assert list(df.columns)[: len(BASE_COLUMNS)] == BASE_COLUMNS
+    assert {"category", "colour", "pattern", "length"} <= set(df.columns)
+    assert len(df) == 36 and df["product_id"].is_unique and df["key"].is_unique
+    assert (df["width"] == 96).all() and (df["height"] == 96).all()
+    meta = [json.loads(l) for l in (demo_catalog / "metadata.jsonl").read_text().splitlines()]
+    assert sorted(df["product_id"]) == sorted(m["product_id"] for m in meta)
+    light = df[df["sketch_method"] == "light_item"]
+    assert len(light) and light["caption"].str.contains("white|ivory|cream|gray|sky|pale").all()
+    assert all(split_for(p) == s for p, s in zip(df["product_id"], df["split"]))
+    params = json.loads(df.iloc[0]["sketch_params"])
+    assert {"canny_low", "canny_high", "clahe_clip", "method"} <= set(params)
+
+
+def test_images_are_aligned_photo_and_sketch(built):
+    out, _ = built
+    row = pq.read_table(shard_files(out)[0]).slice(0, 1).to_pylist()[0]
+    import io
+
+    photo_img = Image.open(io.BytesIO(row["image"]["bytes"]))
+    sketch_img = Image.open(io.BytesIO(row["sketch"]["bytes"]))
+    assert photo_img.format == "JPEG" and sketch_img.format == "PNG" and photo_img.size == sketch_img.size
+    s = np.asarray(sketch_img)
+    assert abs((s == 0).mean() - row["edge_density"]) < 1e-6
+
+
+def test_opens_in_datasets_with_pil_images(built, tmp_path):
+    import datasets
+
+    out, _ = built
+    ds = datasets.load_dataset("parquet", data_files=[str(f) for f in shard_files(out)], split="train",
+                               cache_dir=str(tmp_path / "cache"))
+    assert len(ds) == 36
+    assert isinstance(ds.features["image"], datasets.Image) and isinstance(ds.features["sketch"], datasets.Image)
+    item = ds[0]
+    assert isinstance(item["image"], Image.Image) and item["sketch"].size == (96, 96)
+
+
+def test_stats_and_manifest(built):
+    out, _ = built
+    stats = json.loads((out / "shard-00000.stats.json").read_text())
+    assert stats["rows"] == 10 and stats["by_status"] == {"ok": 10}
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["inputs"] == 36 and manifest["ok"] == 36 and manifest["failed"] == {}
+    assert len(manifest["shards"]) == 4 and manifest["fsbir_version"]
+    assert sum(manifest["ok_by_split"].values()) == 36
+
+
+def test_rerun_skips_finished_shards(built, demo_catalog):
+    out, _ = built
+    mtime = (out / "shard-00001.parquet").stat().st_mtime_ns
+    again = build(demo_catalog, out, shard_size=10, image_size=96)
+    assert again.shards_written == 0 and again.shards_skipped == 4 and again.inputs == 36
+    assert (out / "shard-00001.parquet").stat().st_mtime_ns == mtime
+
+
+def test_rerun_with_other_settings_refused(built, demo_catalog):
+    from pipelines.catalog import CatalogError
+
+    out, _ = built
+    with pytest.raises(CatalogError, match="other settings"):
+        build(demo_catalog, out, shard_size=7, image_size=96)
+
+
+def test_worker_pool_gives_same_rows(built, demo_catalog, tmp_path):
+    out, _ = built
+    summary = build(demo_catalog, tmp_path, shard_size=10, image_size=96, workers=2)
+    assert summary.ok == 36
+    cols = ["key", "product_id", "split", "sketch_method", "sha256"]
+    a = pd.concat(pd.read_parquet(f, columns=cols) for f in shard_files(out)).reset_index(drop=True)
+    b = pd.concat(pd.read_parquet(f, columns=cols) for f in shard_files(tmp_path)).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)
+
+
+def make_bad_catalog(root: Path) -> list[tuple[dict, str]]:
+    """Every kind of bad input next to good ones; returns (row, expected status)."""
+    root.mkdir(parents=True, exist_ok=True)
+    good = encode(photo(80, 60), "JPEG")
+    files = {
+        "good.jpg": good,
+        "truncated.jpg": encode(photo(300, 300), "JPEG")[:400],
+        "zero.jpg": b"",
+        "text.jpg": b"GIF89a? no, just text",
+        "rgba.png": encode(Image.fromarray(np.zeros((50, 50, 4), np.uint8)), "PNG"),
+        "cmyk.jpg": encode(photo(80, 60).convert("CMYK"), "JPEG"),
+        "deep.png": encode(Image.fromarray((np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16)), "PNG"),
+        "huge.png": encode(Image.new("L", (3000, 3000), 255), "PNG"),
+        "tiny.png": encode(photo(8, 8), "PNG"),
+    }
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+    (root.parent / "outside.jpg").write_bytes(good)
+    cases = [
+        ({"image": "good.jpg", "caption": "red box"}, "ok"),
+        ({"image": "truncated.jpg", "caption": "cut off"}, "decode_error"),
+        ({"image": "zero.jpg", "caption": "empty file"}, "decode_error"),
+        ({"image": "text.jpg", "caption": "not an image"}, "decode_error"),
+        ({"image": "rgba.png", "caption": "transparent"}, "ok"),
+        ({"image": "cmyk.jpg", "caption": "print file"}, "ok"),
+        ({"image": "deep.png", "caption": "16-bit"}, "ok"),
+        ({"image": "huge.png", "caption": "too many pixels"}, "too_large"),
+        ({"image": "tiny.png", "caption": "too small"}, "too_small"),
+        ({"image": "missing.jpg", "caption": "gone"}, "missing_file"),
+        ({"image": "../outside.jpg", "caption": "escape"}, "unsafe_path"),
+        ({"image": "good.jpg", "caption": float("nan")}, "empty_caption"),
+        ({"image": "good.jpg", "caption": "   "}, "empty_caption"),
+        ({"image": "good.jpg", "caption": "very long " * 2000}, "ok"),
+        ({"image": "good.jpg", "caption": "白いTシャツ, Hemd weiß — белая"}, "ok"),
+    ]
+    rows = [dict(r, product_id=f"p{i}") for i, (r, _) in enumerate(cases)]
+    with open(root / "catalog.jsonl", "w") as fh:
+        for r in rows:
+            fh.write(json.dumps(r) + "\n")  # json writes NaN as NaN, which json.loads reads back
+    return [(r, s) for r, (_, s) in zip(rows, cases)]
+
+
+def test_bad_inputs_all_accounted_for(tmp_path):
+    cases = make_bad_catalog(tmp_path / "cat")
+    summary = build(tmp_path / "cat" / "catalog.jsonl", tmp_path / "out", shard_size=4, max_pixels=4_000_000,
+                    max_failure_ratio=1.0)
+    assert summary.inputs == len(cases) and summary.passed
+    df = pd.concat(pd.read_parquet(f) for f in shard_files(tmp_path / "out")).set_index("product_id")
+    assert len(df) == len(cases)
+    for row, expected in cases:
+        got = df.loc[row["product_id"]]
+        assert got["status"] == expected, (row, got["status"], got["error_message"])
+        if expected != "ok":
+            assert got["error_message"]
+        if expected in ("ok", "empty_caption"):
+            assert got["image"]["bytes"] and got["sketch"]["bytes"]
+    captions = {r["product_id"]: r["caption"] for f in shard_files(tmp_path / "out")
+                for r in pq.read_table(f, columns=["product_id", "caption"]).to_pylist()}
+    assert captions["p11"] is None and captions["p12"] is None  # stored as null, never "nan"
+    assert df.loc["p14", "caption"] == "白いTシャツ, Hemd weiß — белая"
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["inputs"] == len(cases)
+    assert manifest["failed"]["decode_error"] == 3 and manifest["failed"]["empty_caption"] == 2
+
+
+def test_failure_ratio_decides_pass(tmp_path):
+    make_bad_catalog(tmp_path / "cat")
+    summary = build(tmp_path / "cat" / "catalog.jsonl", tmp_path / "out", max_pixels=4_000_000, max_failure_ratio=0.2)
+    assert not summary.passed and "max-failure-ratio" in summary.message
+    assert shard_files(tmp_path / "out")
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_without_duplicates(tmp_path):
+    catalog = write_demo_catalog(tmp_path / "cat", n=400, seed=5, size=192)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "cli", "build-dataset", str(catalog), str(out), "--shard-size", "10",
+           "--workers", "1", "--image-size", "128"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=Path(__file__).parents[1])
+    deadline = time.time() + 120
+    while not list(out.glob("shard-*.stats.json")) and time.time() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished_before = len(list(out.glob("shard-*.stats.json")))
+    assert 0 < finished_before < 40, "the kill should land mid-run"
+    assert len(list(out.glob("shard-*.parquet"))) == finished_before  # no half shard under a real name
+    rerun = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    assert rerun.returncode == 0, rerun.stderr
+    assert not list(out.glob(".shard-*"))
+    df = pd.concat(pd.read_parquet(f, columns=["key", "product_id", "status"]) for f in shard_files(out))
+    assert len(df) == 400 and df["product_id"].is_unique and df["key"].is_unique
+    assert (df["status"] == "ok").all()
+    assert json.loads((out / "manifest.json").read_text())["inputs"] == 400

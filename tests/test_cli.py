@@ -1,0 +1,56 @@
+import json
+
+import pandas as pd
+from typer.testing import CliRunner
+
+from cli import app
+from pipelines.shards import shard_files
+
+runner = CliRunner()
+
+
+def test_help_lists_commands():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("build-dataset", "demo-catalog", "quickstart"):
+        assert command in result.output
+
+
+def test_build_dataset_kaggle_layout(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "images").mkdir()
+    for pid, colour in (("101", "white"), ("102", "navy")):
+        Image.new("RGB", (60, 80), (240, 240, 240) if colour == "white" else (20, 30, 90)).save(tmp_path / "images" / f"{pid}.jpg")
+    (tmp_path / "styles.csv").write_text(
+        "id,articleType,productDisplayName\n101,Tshirts,Men White T-shirt\n102,Jeans,Navy Jeans\n103,Tshirts,Lost one\n")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["build-dataset", str(tmp_path / "styles.csv"), str(out), "--id-column", "id",
+                                 "--caption-column", "productDisplayName", "--image-pattern", "images/{id}.jpg",
+                                 "--workers", "1", "--image-size", "64"])
+    assert result.exit_code == 0, result.output
+    df = pd.concat(pd.read_parquet(f) for f in shard_files(out)).set_index("product_id")
+    assert df.loc["101", "sketch_method"] == "light_item" and df.loc["102", "sketch_method"] == "canny"
+    assert df.loc["103", "status"] == "missing_file" and df.loc["101", "articleType"] == "Tshirts"
+    assert json.loads((out / "manifest.json").read_text())["failed"] == {"missing_file": 1}
+
+
+def test_unknown_column_is_one_line_error(tmp_path):
+    (tmp_path / "t.csv").write_text("path,caption\na.jpg,x\n")
+    result = runner.invoke(app, ["build-dataset", str(tmp_path / "t.csv"), str(tmp_path / "o"), "--caption-column", "title"])
+    assert result.exit_code == 2
+    assert "'title' not found" in result.output and "path, caption" in result.output
+
+
+def test_all_rows_failing_exits_1(tmp_path):
+    (tmp_path / "t.csv").write_text("image,caption\nnope.jpg,x\nnope2.jpg,y\n")
+    result = runner.invoke(app, ["build-dataset", str(tmp_path / "t.csv"), str(tmp_path / "o"), "--workers", "1"])
+    assert result.exit_code == 1
+    assert "no row succeeded" in result.output
+    assert shard_files(tmp_path / "o")
+
+
+def test_demo_catalog_command(tmp_path):
+    result = runner.invoke(app, ["demo-catalog", str(tmp_path / "d"), "--n", "5", "--seed", "1"])
+    assert result.exit_code == 0
+    assert len((tmp_path / "d" / "metadata.jsonl").read_text().splitlines()) == 5
