@@ -15,6 +15,12 @@ _progress_queue: Any = None
 def _init_worker(q: Any) -> None:
     global _progress_queue
     _progress_queue = q
+    try:  # one process per core already: OpenCV's own thread pool would only contend
+        import cv2
+
+        cv2.setNumThreads(1)
+    except ImportError:  # pragma: no cover
+        pass
 
 
 def _report(n: int) -> None:
@@ -26,8 +32,7 @@ def _call(fn: JobFn, job: Any, settings: Any) -> dict:
 
 
 class LocalEngine:
-    """workers <= 1 runs jobs inline (no pickling, no process start-up); otherwise a spawn-based
-    process pool with a bounded number of jobs in flight, so memory does not grow with the catalog."""
+    """workers <= 1 runs jobs inline (no pickling, no process start-up); otherwise a process pool with a bounded number of jobs in flight, so memory does not grow with the catalog."""
 
     def __init__(self, workers: int = 1, max_in_flight: int | None = None):
         self.workers = max(1, workers)
@@ -39,7 +44,10 @@ class LocalEngine:
             for job in jobs:
                 on_done(fn(job, settings, on_rows))
             return
-        ctx = mp.get_context("spawn")
+        # forkserver: workers fork from a clean server that imported the job's module once, so
+        # they start fast without inheriting this process's threads (progress bar, pools).
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload([fn.__module__])
         progress = ctx.Queue()
         pending: set[Future] = set()
         job_iter: Iterator[Any] = iter(jobs)

@@ -11,6 +11,11 @@ def letterbox(rgb: np.ndarray, size: int, border: str = "white") -> np.ndarray:
     border="white" pads with white (the stored photo); border="replicate" repeats the edge pixels,
     which is what the edge detector sees so the seam between photo and padding draws no line.
     """
+    return letterbox_pair(rgb, size)[0 if border == "white" else 1]
+
+
+def letterbox_pair(rgb: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(white-padded, edge-replicated) letterboxes of one resize: the photo and the edge input."""
     h, w = rgb.shape[:2]
     scale = size / max(h, w)
     new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
@@ -18,6 +23,7 @@ def letterbox(rgb: np.ndarray, size: int, border: str = "white") -> np.ndarray:
     resized = cv2.resize(rgb, (new_w, new_h), interpolation=interp)
     top, left = (size - new_h) // 2, (size - new_w) // 2
     bottom, right = size - new_h - top, size - new_w - left
-    if border == "replicate":
-        return cv2.copyMakeBorder(resized, top, bottom, left, right, cv2.BORDER_REPLICATE)
-    return cv2.copyMakeBorder(resized, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(255, 255, 255))
+    replicated = cv2.copyMakeBorder(resized, top, bottom, left, right, cv2.BORDER_REPLICATE)
+    white = np.full_like(replicated, 255)
+    white[top: top + new_h, left: left + new_w] = resized
+    return white, replicated

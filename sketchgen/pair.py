@@ -11,7 +11,7 @@ from PIL import Image
 from .colour_words import DEFAULT_LIGHT_WORDS, needs_light_item_path
 from .decode import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, load_rgb
 from .edges import SketchSettings, edge_sketch
-from .geometry import letterbox
+from .geometry import letterbox_pair
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
 
 
 def encode_png(grey: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(".png", grey, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    ok, buf = cv2.imencode(".png", grey, [cv2.IMWRITE_PNG_COMPRESSION, 1])
     if not ok:  # pragma: no cover
         raise RuntimeError("PNG encoding failed")
     return buf.tobytes()
@@ -59,10 +59,10 @@ def make_pair(data: bytes, caption: str | None, settings: PairSettings = PairSet
     same geometry as the white-padded photo, so the two are pixel-aligned.
     Raises SketchgenError for inputs that cannot be used.
     """
-    rgb, original_size = load_rgb(data, settings.max_pixels, settings.min_side, draft_size=settings.image_size * 2)
-    photo = letterbox(rgb, settings.image_size, border="white")
+    rgb, original_size = load_rgb(data, settings.max_pixels, settings.min_side, draft_size=settings.image_size)
+    photo, edge_input = letterbox_pair(rgb, settings.image_size)
     light = needs_light_item_path(caption, settings.light_words)
-    sketch, info = edge_sketch(letterbox(rgb, settings.image_size, border="replicate"), light, settings.sketch)
+    sketch, info = edge_sketch(edge_input, light, settings.sketch)
     return SketchPair(
         image_jpeg=encode_jpeg(photo, settings.jpeg_quality),
         sketch_png=encode_png(sketch),
