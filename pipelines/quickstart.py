@@ -1,6 +1,7 @@
 """`fsbir quickstart`: the whole pipeline on the built-in demo catalog, with default settings."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,9 +17,16 @@ class QuickstartConfig:
     n: int = 3000
     seed: int = 0
     workers: int = 2
+    model: str = "fsbir-tiny"
+    epochs: int = 8
+    batch_size: int = 64
 
 
 def run_quickstart(config: QuickstartConfig) -> dict:
+    from retrieval.evaluate import EvalConfig
+    from retrieval.runner import eval_with_progress, train_with_progress
+    from retrieval.train import TrainConfig
+
     out = Path(config.out_dir)
     catalog = out / "catalog"
     if not (catalog / "metadata.jsonl").exists():
@@ -26,6 +34,24 @@ def run_quickstart(config: QuickstartConfig) -> dict:
         write_demo_catalog(catalog, n=config.n, seed=config.seed)
     shards = out / "shards"
     console.print(f"[bold]2. build-dataset[/] → {shards}")
-    summary = build_dataset(BuildConfig(CatalogSpec(str(catalog)), str(shards), workers=config.workers))
-    console.print(f"\nshards: {shards}/shard-*.parquet   manifest: {shards}/manifest.json")
-    return {"catalog": str(catalog), "shards": str(shards), "build": summary}
+    build = build_dataset(BuildConfig(CatalogSpec(str(catalog)), str(shards), workers=config.workers))
+    run = out / "run"
+    console.print(f"[bold]3. train[/] {config.model} from scratch → {run}")
+    train_cfg = TrainConfig(shards=str(shards), out=str(run), model=config.model, epochs=config.epochs,
+                            batch_size=config.batch_size, workers=1, seed=config.seed, category_column="category")
+    finished = (run / "checkpoints" / "last.pt").exists() and _epochs_done(run) >= config.epochs
+    if not finished:
+        train_with_progress(train_cfg, resume=True)
+    console.print("[bold]4. eval[/] on the test split")
+    result = eval_with_progress(EvalConfig(str(shards), checkpoint=str(run), split="test", k=10,
+                                           category_column="category", json_path=str(out / "eval.json")))
+    console.print(f"\ncatalog {catalog}\nshards  {shards}\nrun     {run}\neval    {out / 'eval.json'}")
+    return {"catalog": str(catalog), "shards": str(shards), "build": build, "run": str(run), "eval": result}
+
+
+def _epochs_done(run: Path) -> int:
+    path = run / "metrics.jsonl"
+    if not path.exists():
+        return 0
+    lines = [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+    return max((l["epoch"] for l in lines), default=0)

@@ -30,3 +30,43 @@ def photo(w: int = 64, h: int = 48, colour=(200, 30, 40)) -> Image.Image:
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def demo_shards(tmp_path_factory) -> Path:
+    """Shards of a 64-item demo catalog at 96 px, built by the real pipeline."""
+    from pipelines.build import BuildConfig, run_build
+    from pipelines.catalog import CatalogSpec
+
+    root = tmp_path_factory.mktemp("demo_shards")
+    catalog = write_demo_catalog(root / "catalog", n=64, seed=11, size=128)
+    out = root / "shards"
+    run_build(BuildConfig(CatalogSpec(str(catalog)), str(out), image_size=96, shard_size=32, workers=1,
+                          val_fraction=0.2, test_fraction=0.2))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    from retrieval.factory import ModelSpec, create_model
+
+    return create_model(ModelSpec("fsbir-tiny"))
+
+
+@pytest.fixture(scope="session")
+def demo_run(demo_shards, tmp_path_factory) -> Path:
+    """A run folder with a checkpoint of fsbir-tiny trained for one epoch on demo_shards."""
+    from retrieval.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("demo_run")
+    train(TrainConfig(shards=str(demo_shards), out=str(out), epochs=1, batch_size=8, workers=0, warmup_steps=2))
+    return out
+
+
+@pytest.fixture(scope="session")
+def demo_index(demo_shards, demo_run, tmp_path_factory) -> Path:
+    from retrieval.index import IndexConfig, build_index
+
+    out = tmp_path_factory.mktemp("demo_index")
+    build_index(IndexConfig(str(demo_shards), str(demo_run), str(out)))
+    return out

@@ -1,0 +1,156 @@
+"""Stream shard rows into (photo, sketch, tokens) batches for training and evaluation."""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from pipelines.shards import shard_files
+from sketchgen.augment import SketchAugment, augment_sketch
+
+from .factory import Preprocess
+from .transforms import decode_photo, decode_sketch, photo_tensor, sketch_tensor
+
+ROW_COLUMNS = ["product_id", "caption", "image", "sketch"]
+
+
+def select_split(split: str) -> Callable:
+    return (lambda s: True) if split == "all" else (lambda s: s == split)
+
+
+def count_rows(shards: str | Path, split: str) -> int:
+    """Number of usable (`ok`) rows of a split, from two small columns only."""
+    n = 0
+    for f in shard_files(shards):
+        t = pq.read_table(f, columns=["split", "status"])
+        mask = pc.equal(t["status"], "ok")
+        if split != "all":
+            mask = pc.and_(mask, pc.equal(t["split"], split))
+        n += pc.sum(mask).as_py() or 0
+    return n
+
+
+def iter_rows(shards: str | Path, split: str, columns: list[str], part: int = 0, parts: int = 1) -> Iterator[dict]:
+    """`ok` rows of a split; `part` of `parts` takes every parts-th row (a DataLoader worker's share)."""
+    want = select_split(split)
+    cols = list(dict.fromkeys(columns + ["split", "status"]))
+    i = 0
+    for f in shard_files(shards):
+        pf = pq.ParquetFile(f)
+        for batch in pf.iter_batches(batch_size=128, columns=cols):
+            for row in batch.to_pylist():
+                if row["status"] != "ok" or not want(row["split"]):
+                    continue
+                if i % parts == part:
+                    yield row
+                i += 1
+
+
+def unique_batches(rows: Iterator[dict], batch_size: int, drop_last: bool) -> Iterator[list[dict]]:
+    """Group rows into batches that never hold the same product twice (InfoNCE would otherwise
+    treat a true match as a negative); a repeated product waits for the next batch."""
+    batch, seen, waiting = [], set(), []
+    for row in rows:
+        if row["product_id"] in seen:
+            waiting.append(row)
+            continue
+        batch.append(row)
+        seen.add(row["product_id"])
+        if len(batch) == batch_size:
+            yield batch
+            batch, seen = [], set()
+            for w in waiting[:]:
+                if w["product_id"] not in seen and len(batch) < batch_size:
+                    batch.append(w)
+                    seen.add(w["product_id"])
+                    waiting.remove(w)
+    rest = batch + waiting
+    while rest:
+        batch, seen, later = [], set(), []
+        for r in rest:
+            (later if r["product_id"] in seen or len(batch) == batch_size else batch).append(r)
+            seen.add(r["product_id"])
+        if len(batch) == batch_size or (batch and not drop_last):
+            yield batch
+        rest = later
+
+
+@dataclass(frozen=True)
+class LoaderConfig:
+    batch_size: int = 64
+    split: str = "train"
+    shuffle_buffer: int = 2048
+    seed: int = 0
+    workers: int = 0
+    drop_last: bool = True
+    augment: SketchAugment | None = None
+    extra_columns: tuple[str, ...] = ()
+
+
+class ShardBatches(IterableDataset):
+    """An IterableDataset of ready batches. Rows are split across DataLoader workers; order and
+    augmentations depend only on (seed, epoch, worker), so a resumed run sees the same data."""
+
+    def __init__(self, shards: str | Path, cfg: LoaderConfig, preprocess: Preprocess, tokenizer: Callable,
+                 shuffle: bool = True):
+        self.shards, self.cfg, self.pp, self.tokenizer, self.shuffle = shards, cfg, preprocess, tokenizer, shuffle
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _shuffled(self, rows: Iterator[dict], rng: random.Random) -> Iterator[dict]:
+        buf: list[dict] = []
+        for row in rows:
+            buf.append(row)
+            if len(buf) >= self.cfg.shuffle_buffer:
+                yield buf.pop(rng.randrange(len(buf)))
+        rng.shuffle(buf)
+        yield from buf
+
+    def __iter__(self) -> Iterator[dict]:
+        info = get_worker_info()
+        part, parts = (info.id, info.num_workers) if info else (0, 1)
+        rows = iter_rows(self.shards, self.cfg.split, ROW_COLUMNS + list(self.cfg.extra_columns), part, parts)
+        if self.shuffle:
+            rows = self._shuffled(rows, random.Random(f"{self.cfg.seed}-{self.epoch}-{part}"))
+        np_rng = np.random.default_rng([self.cfg.seed, self.epoch, part])
+        for batch in unique_batches(rows, self.cfg.batch_size, self.cfg.drop_last):
+            if len(batch) < 2 and self.cfg.drop_last:
+                continue
+            yield self.collate(batch, np_rng)
+
+    def collate(self, rows: list[dict], rng: np.random.Generator) -> dict:
+        size = self.pp.image_size
+        photos, sketches = [], []
+        for r in rows:
+            photos.append(photo_tensor(decode_photo(r["image"]["bytes"], size), self.pp))
+            sk = decode_sketch(r["sketch"]["bytes"])
+            if self.cfg.augment is not None and self.cfg.augment.enabled:
+                sk = augment_sketch(sk, rng, self.cfg.augment)
+            sketches.append(sketch_tensor(sk, self.pp))
+        out = {
+            "images": torch.stack(photos),
+            "sketches": torch.stack(sketches),
+            "tokens": self.tokenizer([r["caption"] or "" for r in rows]),
+            "product_id": [r["product_id"] for r in rows],
+            "caption": [r["caption"] or "" for r in rows],
+        }
+        for c in self.cfg.extra_columns:
+            out[c] = [r.get(c) for r in rows]
+        return out
+
+
+def make_loader(shards: str | Path, cfg: LoaderConfig, preprocess: Preprocess, tokenizer: Callable,
+                shuffle: bool = True) -> tuple[DataLoader, ShardBatches]:
+    ds = ShardBatches(shards, cfg, preprocess, tokenizer, shuffle)
+    loader = DataLoader(ds, batch_size=None, num_workers=cfg.workers, persistent_workers=False,
+                        prefetch_factor=4 if cfg.workers else None)
+    return loader, ds

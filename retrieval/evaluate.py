@@ -1,0 +1,211 @@
+"""`fsbir eval`: Recall@K, MRR and median rank for sketch, text and sketch+text queries,
+on the catalog's own edge-map sketches or on human drawings."""
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from sketchgen.strokes import render_strokes
+
+from .data import LoaderConfig, make_loader
+from .factory import Preprocess
+from .metrics import category_precision_at_k, ranks_of_targets, summarize_ranks
+from .transforms import decode_sketch, sketch_tensor
+
+MODES = ("sketch", "text", "sketch+text")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    shards: str
+    checkpoint: str | None = None
+    model: str = "fsbir-tiny"
+    pretrained: str = "none"
+    split: str = "test"
+    k: int = 10
+    batch_size: int = 128
+    category_column: str | None = None
+    queries: str | None = None
+    query_text: str | None = None
+    category_map: str | None = None
+    json_path: str | None = None
+    device: str = "auto"
+    workers: int = 0
+
+
+def pick_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+@torch.no_grad()
+def embed_split(model, shards: str, split: str, pp: Preprocess, tokenizer: Callable, batch_size: int = 128,
+                category_column: str | None = None, device: str = "cpu", workers: int = 0,
+                on_batch: Callable[[int], None] | None = None) -> dict:
+    """Photo, sketch and text embeddings of the `ok` rows of a split, one row per product."""
+    extra = (category_column,) if category_column else ()
+    cfg = LoaderConfig(batch_size=batch_size, split=split, workers=workers, drop_last=False, extra_columns=extra)
+    loader, _ = make_loader(shards, cfg, pp, tokenizer, shuffle=False)
+    out: dict[str, list] = {"photo": [], "sketch": [], "text": [], "product_id": [], "caption": [], "category": []}
+    seen: set[str] = set()
+    model.eval()
+    for batch in loader:
+        keep = [i for i, p in enumerate(batch["product_id"]) if p not in seen]
+        seen.update(batch["product_id"])
+        idx = torch.tensor(keep)
+        out["photo"].append(model.encode_image(batch["images"][idx].to(device)).float().cpu())
+        out["sketch"].append(model.encode_sketch(batch["sketches"][idx].to(device)).float().cpu())
+        out["text"].append(model.encode_text(batch["tokens"][idx].to(device)).float().cpu())
+        out["product_id"] += [batch["product_id"][i] for i in keep]
+        out["caption"] += [batch["caption"][i] for i in keep]
+        out["category"] += [batch[category_column][i] for i in keep] if category_column else [None] * len(keep)
+        if on_batch:
+            on_batch(len(keep))
+    if not out["product_id"]:
+        raise ValueError(f"no ok rows in split {split!r} of {shards}")
+    for key in ("photo", "sketch", "text"):
+        out[key] = torch.cat(out[key])
+    return out
+
+
+@torch.no_grad()
+def fuse(model, sketch: torch.Tensor | None, text: torch.Tensor | None) -> torch.Tensor:
+    model.fusion.eval()
+    p = next(model.fusion.parameters(), None)
+    dev = p.device if p is not None else torch.device("cpu")
+    s = sketch.to(dev) if sketch is not None else None
+    t = text.to(dev) if text is not None else None
+    return model.fusion(s, t).float().cpu()
+
+
+def catalog_metrics(model, emb: dict, k: int) -> dict:
+    """Each product's own (sketch, caption) queries the gallery of all products' photos."""
+    gallery = emb["photo"].numpy()
+    targets = np.arange(len(gallery))
+    queries = {
+        "sketch": fuse(model, emb["sketch"], None),
+        "text": fuse(model, None, emb["text"]),
+        "sketch+text": fuse(model, emb["sketch"], emb["text"]),
+    }
+    modes = {}
+    has_category = any(c is not None for c in emb["category"])
+    for mode, q in queries.items():
+        sim = q.numpy() @ gallery.T
+        modes[mode] = summarize_ranks(ranks_of_targets(sim, targets), k)
+        if has_category:
+            cats = [{c} for c in emb["category"]]
+            modes[mode][f"P@{k}_category"] = category_precision_at_k(sim, cats, emb["category"], k)
+    return {"gallery_size": len(gallery), "queries": len(gallery), "k": k, "modes": modes}
+
+
+def load_human_queries(path: str, pp: Preprocess, query_text: str | None,
+                       category_map: dict[str, list[str]] | None) -> dict:
+    """Human drawings → sketch tensors plus what each must retrieve: a product id (fine-grained)
+    or a set of accepted gallery categories. CSV (sketch + product_id|category [+ text]) or
+    Quick, Draw! .ndjson (file or folder; category = the drawing's word)."""
+    p = Path(path)
+    sketches, product_ids, categories, texts = [], [], [], []
+    if p.suffix.lower() == ".csv":
+        with open(p, newline="", encoding="utf-8") as fh:
+            for row in csv.DictReader(fh):
+                sk = decode_sketch((p.parent / row["sketch"]).read_bytes())
+                sketches.append(sketch_tensor(sk, pp))
+                product_ids.append(row.get("product_id"))
+                categories.append(row.get("category"))
+                texts.append(row.get("text") or query_text)
+    else:
+        files = sorted(p.glob("*.ndjson")) if p.is_dir() else [p]
+        stroke_width = max(1, round(2 * 256 / pp.image_size))
+        for f in files:
+            for line in f.read_text(encoding="utf-8").splitlines():
+                if not line.strip():
+                    continue
+                d = json.loads(line)
+                sketches.append(sketch_tensor(render_strokes(d["drawing"], 256, stroke_width), pp))
+                product_ids.append(None)
+                categories.append(d["word"])
+                texts.append(query_text)
+    if not sketches:
+        raise ValueError(f"no queries found in {path}")
+    accepted = [None if c is None else set((category_map or {}).get(c, [c])) for c in categories]
+    return {"sketches": torch.stack(sketches), "product_id": product_ids, "accepted": accepted, "text": texts}
+
+
+@torch.no_grad()
+def human_query_metrics(model, emb: dict, queries: dict, tokenizer: Callable, k: int, device: str) -> dict:
+    gallery = emb["photo"].numpy()
+    s = torch.cat([model.encode_sketch(chunk.to(device)).float().cpu() for chunk in queries["sketches"].split(128)])
+    query_sets = {"sketch": fuse(model, s, None)}
+    if all(t for t in queries["text"]):
+        t = model.encode_text(tokenizer(queries["text"]).to(device)).float().cpu()
+        query_sets["sketch+text"] = fuse(model, s, t)
+    index = {pid: i for i, pid in enumerate(emb["product_id"])}
+    product_rows = [i for i, pid in enumerate(queries["product_id"]) if pid is not None]
+    category_rows = [i for i, pid in enumerate(queries["product_id"]) if pid is None]
+    missing = [queries["product_id"][i] for i in product_rows if queries["product_id"][i] not in index]
+    if missing:
+        raise ValueError(f"{len(missing)} query product ids are not in the gallery (e.g. {missing[:3]})")
+    modes = {}
+    for mode, q in query_sets.items():
+        sim = q.numpy() @ gallery.T
+        m: dict = {}
+        if product_rows:
+            targets = np.array([index[queries["product_id"][i]] for i in product_rows])
+            m.update(summarize_ranks(ranks_of_targets(sim[product_rows], targets), k))
+        if category_rows:
+            m[f"P@{k}_category"] = category_precision_at_k(
+                sim[category_rows], [queries["accepted"][i] for i in category_rows], emb["category"], k)
+        modes[mode] = m
+    return {"gallery_size": len(gallery), "queries": len(queries["product_id"]), "k": k, "modes": modes}
+
+
+def run_eval(cfg: EvalConfig, on_batch: Callable[[int], None] | None = None) -> dict:
+    from .checkpoint import model_from_checkpoint
+    from .factory import ModelSpec, create_model
+
+    device = pick_device(cfg.device)
+    if cfg.checkpoint:
+        model, pp, tok, _ = model_from_checkpoint(cfg.checkpoint, device)
+    else:
+        model, pp, tok = create_model(ModelSpec(cfg.model, cfg.pretrained), device)
+    model.eval()
+    emb = embed_split(model, cfg.shards, cfg.split, pp, tok, cfg.batch_size, cfg.category_column, device,
+                      cfg.workers, on_batch)
+    if cfg.queries:
+        cmap = json.loads(Path(cfg.category_map).read_text()) if cfg.category_map else None
+        if cmap is not None and not cfg.category_column:
+            raise ValueError("--category-map needs --category-column (the gallery column it maps to)")
+        queries = load_human_queries(cfg.queries, pp, cfg.query_text, cmap)
+        result = human_query_metrics(model, emb, queries, tok, cfg.k, device)
+    else:
+        result = catalog_metrics(model, emb, cfg.k)
+    result.update(split=cfg.split, checkpoint=cfg.checkpoint, model=cfg.model if not cfg.checkpoint else None)
+    if cfg.json_path:
+        Path(cfg.json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(cfg.json_path).write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def results_table(result: dict):
+    from rich.table import Table
+
+    metrics = list(dict.fromkeys(m for mode in result["modes"].values() for m in mode))
+    table = Table(title=f"{result.get('split', '')} split — gallery {result['gallery_size']}, queries {result['queries']}")
+    table.add_column("mode")
+    for m in metrics:
+        table.add_column(m, justify="right")
+    def cell(values: dict, m: str) -> str:
+        if m not in values:
+            return "-"
+        return f"{values[m]:.1f}" if m == "median_rank" else f"{values[m]:.3f}"
+
+    for mode, values in result["modes"].items():
+        table.add_row(mode, *[cell(values, m) for m in metrics])
+    return table

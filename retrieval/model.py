@@ -1,0 +1,53 @@
+"""FsbirModel: an open_clip CLIP whose vision tower encodes photos and sketches, its text tower
+encodes captions, and a fusion module turns (sketch, text) into one query."""
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .fusion import create_fusion
+
+
+class FsbirModel(nn.Module):
+    def __init__(self, clip: nn.Module, embed_dim: int, fusion: str = "avg", sketch_tower: str = "shared"):
+        super().__init__()
+        self.clip = clip
+        self.embed_dim = embed_dim
+        if sketch_tower not in ("shared", "separate"):
+            raise ValueError("sketch_tower must be 'shared' or 'separate'")
+        # A separate sketch tower starts as a copy of the photo tower (pretrained weights included).
+        self.sketch_visual = copy.deepcopy(clip.visual) if sketch_tower == "separate" else None
+        self.fusion = create_fusion(fusion, embed_dim)
+
+    @property
+    def logit_scale(self) -> torch.Tensor:
+        return self.clip.logit_scale
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.clip.encode_image(images), dim=-1)
+
+    def encode_sketch(self, sketches: torch.Tensor) -> torch.Tensor:
+        tower = self.sketch_visual if self.sketch_visual is not None else self.clip.visual
+        return F.normalize(tower(sketches), dim=-1)
+
+    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.clip.encode_text(tokens), dim=-1)
+
+    def encode_query(self, sketches: torch.Tensor | None, tokens: torch.Tensor | None,
+                     has_sketch: torch.Tensor | None = None, has_text: torch.Tensor | None = None) -> torch.Tensor:
+        s = self.encode_sketch(sketches) if sketches is not None else None
+        t = self.encode_text(tokens) if tokens is not None else None
+        return self.fusion(s, t, has_sketch, has_text)
+
+    def forward(self, images, sketches, tokens, has_sketch=None, has_text=None):
+        if self.sketch_visual is None:
+            # One pass through the shared tower for photos and sketches together.
+            both = self.encode_image(torch.cat([images, sketches]))
+            photos, sketch_emb = both[: len(images)], both[len(images):]
+        else:
+            photos, sketch_emb = self.encode_image(images), self.encode_sketch(sketches)
+        queries = self.fusion(sketch_emb, self.encode_text(tokens), has_sketch, has_text)
+        return photos, queries

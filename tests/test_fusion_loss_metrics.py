@@ -1,0 +1,85 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from retrieval.fusion import FUSIONS, create_fusion
+from retrieval.loss import info_nce
+from retrieval.metrics import (category_precision_at_k, mean_reciprocal_rank, median_rank, ranks_of_targets,
+                               recall_at_k, summarize_ranks, top_k)
+
+
+def unit(n, d, seed):
+    return F.normalize(torch.randn(n, d, generator=torch.Generator().manual_seed(seed)), dim=-1)
+
+
+@pytest.mark.parametrize("name", list(FUSIONS))
+def test_fusion_outputs_unit_vectors_and_handles_missing_modality(name):
+    f = create_fusion(name, 16)
+    s, t = unit(5, 16, 0), unit(5, 16, 1)
+    q = f(s, t)
+    assert q.shape == (5, 16) and torch.allclose(q.norm(dim=-1), torch.ones(5), atol=1e-5)
+    assert torch.allclose(f(s, None), s, atol=1e-6)
+    assert torch.allclose(f(None, t), t, atol=1e-6)
+    mixed = f(s, t, has_sketch=torch.tensor([1, 0, 1, 1, 1]), has_text=torch.tensor([1, 1, 0, 1, 1]))
+    assert torch.allclose(mixed[1], t[1], atol=1e-6) and torch.allclose(mixed[2], s[2], atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["concat", "gated"])
+def test_learned_fusions_start_as_average_and_learn(name):
+    f = create_fusion(name, 8)
+    s, t = unit(4, 8, 2), unit(4, 8, 3)
+    assert torch.allclose(f(s, t), F.normalize(s + t, dim=-1), atol=1e-5)
+    loss = (f(s, t) * unit(4, 8, 4)).sum()
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in f.parameters())
+
+
+def test_avg_is_normalised_mean():
+    s, t = unit(3, 8, 5), unit(3, 8, 6)
+    assert torch.allclose(create_fusion("avg", 8)(s, t), F.normalize((s + t) / 2, dim=-1))
+
+
+def test_info_nce_hand_computed():
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    p = torch.tensor([[1.0, 0.0], [0.6, 0.8]])
+    scale = torch.tensor(math.log(10.0))
+    logits = 10 * q @ p.t()  # [[10, 6], [0, 8]]
+    row = (-(10 - math.log(math.exp(10) + math.exp(6))) - (8 - math.log(math.exp(0) + math.exp(8)))) / 2
+    col = (-(10 - math.log(math.exp(10) + math.exp(0))) - (8 - math.log(math.exp(6) + math.exp(8)))) / 2
+    assert info_nce(q, p, scale).item() == pytest.approx((row + col) / 2, rel=1e-5)
+    assert torch.allclose(logits, torch.tensor([[10.0, 6.0], [0.0, 8.0]]))
+
+
+def test_info_nce_scale_clamped_at_100():
+    q = unit(4, 8, 7)
+    assert info_nce(q, q, torch.tensor(math.log(1000.0))).item() == pytest.approx(
+        info_nce(q, q, torch.tensor(math.log(100.0))).item())
+
+
+def test_info_nce_prefers_matching_pairs():
+    q = unit(8, 16, 8)
+    assert info_nce(q, q, torch.tensor(math.log(1 / 0.07))) < info_nce(q, q.roll(1, 0), torch.tensor(math.log(1 / 0.07)))
+
+
+def test_ranks_recall_mrr_median():
+    sim = np.array([[0.9, 0.1, 0.3],   # target 0 → rank 1
+                    [0.5, 0.2, 0.7],   # target 1 → rank 3
+                    [0.4, 0.6, 0.6]])  # target 2 → tie with item 1 → rank 1
+    ranks = ranks_of_targets(sim, np.array([0, 1, 2]))
+    assert ranks.tolist() == [1, 3, 1]
+    assert recall_at_k(ranks, 1) == pytest.approx(2 / 3) and recall_at_k(ranks, 3) == 1.0
+    assert mean_reciprocal_rank(ranks) == pytest.approx((1 + 1 / 3 + 1) / 3)
+    assert median_rank(ranks) == 1.0
+    s = summarize_ranks(ranks, 2)
+    assert set(s) == {"R@1", "R@5", "R@2", "MRR", "median_rank"} and s["R@2"] == pytest.approx(2 / 3)
+
+
+def test_top_k_and_category_precision():
+    sim = np.array([[0.1, 0.9, 0.5, 0.7]])
+    assert top_k(sim, 3).tolist() == [[1, 3, 2]]
+    gallery = ["shoe", "shoe", "bag", "hat"]
+    assert category_precision_at_k(sim, [{"shoe"}], gallery, 2) == pytest.approx(0.5)
+    assert category_precision_at_k(sim, [{"shoe", "hat"}], gallery, 2) == pytest.approx(1.0)

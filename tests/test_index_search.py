@@ -1,0 +1,99 @@
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from cli import app
+from pipelines.shards import shard_files
+from retrieval.index import IndexMismatchError, SearchEngine, make_faiss_index
+
+runner = CliRunner()
+
+
+def first_ok_row(shards):
+    return next(r for f in shard_files(shards) for r in pq.read_table(f).to_pylist() if r["status"] == "ok")
+
+
+def test_index_files_and_alignment(demo_index, demo_shards):
+    meta = json.loads((demo_index / "index.json").read_text())
+    assert meta["count"] == 64 and meta["index_type"] == "flat" and len(meta["model_fingerprint"]) == 64
+    emb = np.load(demo_index / "embeddings.npy")
+    items = pq.read_table(demo_index / "items.parquet")
+    assert emb.shape == (64, 128) and items.num_rows == 64
+    assert np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-4)
+    assert {"product_id", "caption", "category", "image"} <= set(items.column_names)
+
+
+def test_engine_matches_brute_force(demo_index):
+    engine = SearchEngine(demo_index)
+    emb = np.load(demo_index / "embeddings.npy")
+    q = engine.encode_query(None, "a white t-shirt")
+    results = engine.search(text="a white t-shirt", k=5)
+    expected = np.argsort(-(emb @ q[0]))[:5]
+    assert [r.row for r in results] == expected.tolist()
+    assert [r.rank for r in results] == [1, 2, 3, 4, 5]
+    assert results[0].score >= results[-1].score
+
+
+def test_item_photo_retrieves_itself_with_its_own_embedding(demo_index):
+    engine = SearchEngine(demo_index)
+    emb = np.load(demo_index / "embeddings.npy")
+    scores, rows = engine.search_vectors(emb[7:8], 1)
+    assert rows[0][0] == 7 and scores[0][0] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_query_needs_something(demo_index):
+    with pytest.raises(ValueError, match="needs a sketch"):
+        SearchEngine(demo_index).search(None, "   ")
+
+
+def test_other_checkpoint_refused(demo_index, demo_shards, tmp_path):
+    from retrieval.train import TrainConfig, train
+
+    train(TrainConfig(shards=str(demo_shards), out=str(tmp_path / "other"), epochs=1, batch_size=8, workers=0, seed=9))
+    with pytest.raises(IndexMismatchError, match="not the model this index was built with"):
+        SearchEngine(demo_index, checkpoint=str(tmp_path / "other"))
+
+
+@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+def test_approximate_indexes_find_exact_neighbours(kind):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2000, 32)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    exact = make_faiss_index(x, "flat")
+    approx = make_faiss_index(x, kind)
+    from retrieval.index import set_search_params
+
+    set_search_params(approx, nprobe=16, ef_search=128)
+    _, e = exact.search(x[:50], 10)
+    _, a = approx.search(x[:50], 10)
+    recall = np.mean([len(set(p) & set(q)) / 10 for p, q in zip(e, a)])
+    assert recall > 0.8
+
+
+def test_cli_search_json_table_and_grid(demo_index, demo_shards, tmp_path):
+    row = first_ok_row(demo_shards)
+    (tmp_path / "q.png").write_bytes(row["sketch"]["bytes"])
+    result = runner.invoke(app, ["search", str(demo_index), "--sketch", str(tmp_path / "q.png"), "--text",
+                                 row["caption"], "--k", "5", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert len(data["results"]) == 5 and set(data["results"][0]) == {"rank", "product_id", "caption", "score"}
+    result = runner.invoke(app, ["search", str(demo_index), "--text", "red dress", "--k", "4",
+                                 "--grid", str(tmp_path / "grid.png")])
+    assert result.exit_code == 0, result.output
+    grid = Image.open(tmp_path / "grid.png")
+    assert grid.width > 4 * 160 and grid.height > 160
+    result = runner.invoke(app, ["search", str(demo_index)])
+    assert result.exit_code == 2 and "--sketch" in result.output
+
+
+def test_cli_index_approximate(demo_shards, demo_run, tmp_path):
+    result = runner.invoke(app, ["index", str(demo_shards), "--checkpoint", str(demo_run), "--out", str(tmp_path / "ix"),
+                                 "--index-type", "hnsw", "--split", "test"])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((tmp_path / "ix" / "index.json").read_text())
+    assert meta["index_type"] == "hnsw" and meta["split"] == "test" and 0 < meta["count"] < 64

@@ -1,0 +1,120 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from cli import app
+from retrieval.checkpoint import load_checkpoint
+from retrieval.train import TrainConfig, load_config, train
+
+runner = CliRunner()
+
+
+def tiny_cfg(shards, out, **kw):
+    base = dict(shards=str(shards), out=str(out), batch_size=8, workers=0, warmup_steps=2, epochs=2)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_resume_matches_uninterrupted_run(demo_shards, tmp_path):
+    full = train(tiny_cfg(demo_shards, tmp_path / "full", epochs=2))
+    train(tiny_cfg(demo_shards, tmp_path / "split", epochs=1))
+    resumed = train(tiny_cfg(demo_shards, tmp_path / "split", epochs=2), resume=True)
+    assert resumed["step"] == full["step"] and resumed["train_loss"] == pytest.approx(full["train_loss"], rel=1e-5)
+    a = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt")["model"]
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-5), k
+    lines = (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(l)["epoch"] for l in lines] == [1, 2]
+
+
+def test_checkpoint_contents_and_best(demo_shards, tmp_path):
+    record = train(tiny_cfg(demo_shards, tmp_path / "r", epochs=1, fusion="gated"))
+    ckpt = load_checkpoint(tmp_path / "r")  # a run folder resolves to best.pt
+    assert {"config", "model_spec", "model", "optimizer", "scheduler", "step", "epoch", "metrics", "fsbir_version"} <= set(ckpt)
+    assert ckpt["model_spec"]["fusion"] == "gated" and ckpt["epoch"] == 1
+    assert set(record["val"]["modes"]) == {"sketch", "text", "sketch+text"}
+    assert (tmp_path / "r" / "config.json").exists()
+
+
+def test_training_lowers_the_loss(demo_shards, tmp_path):
+    cfg = tiny_cfg(demo_shards, tmp_path / "fit", epochs=8, lr=2e-3, augment={"max_stroke_width": 1, "rotate_deg": 0,
+                   "scale": 0, "translate": 0, "elastic_alpha": 0, "stroke_dropout": 0})
+    cfg = load_config(None, {**cfg.__dict__})
+    train(cfg)
+    losses = [json.loads(l)["train_loss"] for l in (tmp_path / "fit" / "metrics.jsonl").read_text().splitlines()]
+    assert losses[-1] < losses[0] - 0.3, losses
+
+
+def test_toml_config_with_overrides(tmp_path):
+    (tmp_path / "t.toml").write_text('epochs = 3\nlr = 0.01\nfusion = "concat"\n[augment]\nstroke_dropout = 0.3\n')
+    cfg = load_config(str(tmp_path / "t.toml"), {"shards": "s", "out": "o", "lr": 0.5, "epochs": None})
+    assert cfg.epochs == 3 and cfg.lr == 0.5 and cfg.fusion == "concat" and cfg.augment.stroke_dropout == 0.3
+    with pytest.raises(ValueError, match="unknown training settings: bogus"):
+        load_config(None, {"shards": "s", "out": "o", "bogus": 1})
+
+
+@pytest.fixture(scope="module")
+def trained_run(demo_shards, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    result = runner.invoke(app, ["train", str(demo_shards), "--out", str(out), "--epochs", "1", "--batch-size", "8",
+                                 "--workers", "0", "--fusion", "concat"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_cli_eval_json_shape(demo_shards, trained_run, tmp_path):
+    result = runner.invoke(app, ["eval", str(demo_shards), "--checkpoint", str(trained_run), "--k", "10",
+                                 "--split", "all", "--category-column", "category", "--json", str(tmp_path / "e.json")])
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "e.json").read_text())
+    assert data["gallery_size"] == 64 and data["queries"] == 64 and data["k"] == 10
+    assert set(data["modes"]) == {"sketch", "text", "sketch+text"}
+    for values in data["modes"].values():
+        assert {"R@1", "R@5", "R@10", "MRR", "median_rank", "P@10_category"} <= set(values)
+        assert 0 <= values["R@1"] <= values["R@5"] <= values["R@10"] <= 1
+    assert "sketch+text" in result.output
+
+
+def test_cli_eval_untuned_pretrained_none(demo_shards):
+    result = runner.invoke(app, ["eval", str(demo_shards), "--split", "all", "--k", "5"])
+    assert result.exit_code == 0, result.output
+    assert "randomly initialised" in result.output
+
+
+def test_eval_human_queries_csv_and_ndjson(demo_shards, trained_run, tmp_path):
+    import pyarrow.parquet as pq
+
+    from pipelines.shards import shard_files
+
+    rows = [r for f in shard_files(demo_shards) for r in pq.read_table(f).to_pylist() if r["status"] == "ok"][:3]
+    (tmp_path / "sk").mkdir()
+    lines = ["sketch,product_id"]
+    for r in rows:
+        (tmp_path / "sk" / f"{r['product_id']}.png").write_bytes(r["sketch"]["bytes"])
+        lines.append(f"sk/{r['product_id']}.png,{r['product_id']}")
+    (tmp_path / "q.csv").write_text("\n".join(lines) + "\n")
+    result = runner.invoke(app, ["eval", str(demo_shards), "--checkpoint", str(trained_run), "--split", "all",
+                                 "--queries", str(tmp_path / "q.csv"), "--query-text", "a garment",
+                                 "--json", str(tmp_path / "h.json")])
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "h.json").read_text())
+    assert data["queries"] == 3 and set(data["modes"]) == {"sketch", "sketch+text"} and "R@10" in data["modes"]["sketch"]
+
+    (tmp_path / "qd").mkdir()
+    drawing = {"word": "skirt", "drawing": [[[10, 90, 110, 0, 10], [0, 0, 100, 100, 0]]]}
+    (tmp_path / "qd" / "skirt.ndjson").write_text(json.dumps(drawing) + "\n" + json.dumps({**drawing, "word": "hat"}) + "\n")
+    (tmp_path / "map.json").write_text(json.dumps({"skirt": ["skirt", "dress"], "hat": ["hat"]}))
+    result = runner.invoke(app, ["eval", str(demo_shards), "--checkpoint", str(trained_run), "--split", "all",
+                                 "--queries", str(tmp_path / "qd"), "--category-map", str(tmp_path / "map.json"),
+                                 "--category-column", "category", "--json", str(tmp_path / "c.json")])
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "c.json").read_text())
+    assert data["queries"] == 2 and "P@10_category" in data["modes"]["sketch"]
