@@ -24,7 +24,8 @@ class QuickstartConfig:
 
 def run_quickstart(config: QuickstartConfig) -> dict:
     from retrieval.evaluate import EvalConfig
-    from retrieval.runner import eval_with_progress, train_with_progress
+    from retrieval.index import IndexConfig
+    from retrieval.runner import SearchRequest, eval_with_progress, index_with_progress, run_search, train_with_progress
     from retrieval.train import TrainConfig
 
     out = Path(config.out_dir)
@@ -45,8 +46,27 @@ def run_quickstart(config: QuickstartConfig) -> dict:
     console.print("[bold]4. eval[/] on the test split")
     result = eval_with_progress(EvalConfig(str(shards), checkpoint=str(run), split="test", k=10,
                                            category_column="category", json_path=str(out / "eval.json")))
-    console.print(f"\ncatalog {catalog}\nshards  {shards}\nrun     {run}\neval    {out / 'eval.json'}")
-    return {"catalog": str(catalog), "shards": str(shards), "build": build, "run": str(run), "eval": result}
+    index_dir = out / "index"
+    console.print(f"[bold]5. index[/] all demo photos → {index_dir}")
+    index_with_progress(IndexConfig(str(shards), str(run), str(index_dir)))
+    grid = out / "search-grid.png"
+    query = _test_item(shards)
+    sketch_file = out / "query-sketch.png"
+    sketch_file.write_bytes(query["sketch"]["bytes"])
+    console.print(f"[bold]6. search[/] with the sketch of test item {query['product_id']} + its caption → {grid}")
+    run_search(SearchRequest(str(index_dir), str(sketch_file), query["caption"], k=5, grid=str(grid)))
+    console.print(f"\ncatalog {catalog}\nshards  {shards}\nrun     {run}\neval    {out / 'eval.json'}\n"
+                  f"index   {index_dir}\ngrid    {grid}\n"
+                  f"try:    fsbir serve {index_dir}   (then open http://127.0.0.1:8000/)")
+    return {"catalog": str(catalog), "shards": str(shards), "build": build, "run": str(run), "eval": result,
+            "index": str(index_dir), "grid": str(grid)}
+
+
+def _test_item(shards: Path) -> dict:
+    """The first ok test-split row: a query the model never trained on."""
+    from .shards import iter_shard_rows
+
+    return next(r for r in iter_shard_rows(shards) if r["status"] == "ok" and r["split"] == "test")
 
 
 def _epochs_done(run: Path) -> int:

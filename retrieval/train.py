@@ -136,12 +136,14 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: Callable[[dict], None
     optimizer = torch.optim.AdamW(_param_groups(model, cfg), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(min(cfg.warmup_steps, total_steps // 2), total_steps))
     step, start_epoch, best = 0, 0, -1.0
+    partial = {"seen": 0, "loss_sum": 0.0}
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         step, start_epoch = state["step"], state["epoch"]
         best = state["metrics"].get("best_val", -1.0)
+        partial = state.get("partial_epoch") or partial
     n_val = count_rows(cfg.shards, "val")
     loader_cfg = LoaderConfig(batch_size=batch_size, split="train", shuffle_buffer=cfg.shuffle_buffer, seed=cfg.seed,
                               workers=cfg.workers, drop_last=True, augment=cfg.augment)
@@ -149,15 +151,30 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: Callable[[dict], None
     use_amp = device.startswith("cuda")
     metrics_path = out / "metrics.jsonl"
     record: dict = {}
+
+    def checkpoint(epochs_done: int, metrics: dict, partial_epoch: dict | None, name: str = "last.pt") -> None:
+        save_checkpoint(ckpt_dir / name, {
+            "config": config_to_dict(cfg), "model_spec": asdict(cfg.spec), "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
+            "epoch": epochs_done, "metrics": metrics, "partial_epoch": partial_epoch})
+
     for epoch in range(start_epoch, cfg.epochs):
         dataset.set_epoch(epoch)
         gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)  # query dropout
+        # A run stopped mid-epoch resumes by replaying that epoch's data order and dropout draws
+        # up to where it stopped, so it ends exactly where an uninterrupted run would.
+        skip = (step - epoch * steps_per_epoch) * cfg.accum_steps if epoch == start_epoch else 0
+        seen, loss_sum = (partial["seen"], partial["loss_sum"]) if skip > 0 else (0, 0.0)
         model.train()
-        t0, seen, loss_sum, micro = time.perf_counter(), 0, 0.0, 0
+        t0, micro, run_seen = time.perf_counter(), 0, 0
+        stopped = False
         optimizer.zero_grad(set_to_none=True)
         for batch in loader:
             n = batch["images"].shape[0]
             drop = torch.rand(n, generator=gen)
+            if skip > 0:
+                skip -= 1
+                continue
             has_sketch = drop >= cfg.query_dropout_sketch
             has_text = ~((drop >= cfg.query_dropout_sketch) & (drop < cfg.query_dropout_sketch + cfg.query_dropout_text))
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
@@ -167,6 +184,7 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: Callable[[dict], None
             (loss / cfg.accum_steps).backward()
             micro += 1
             seen += n
+            run_seen += n
             loss_sum += loss.item() * n
             if micro % cfg.accum_steps:
                 continue
@@ -179,11 +197,15 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: Callable[[dict], None
             if on_step:
                 on_step({"epoch": epoch, "step": step, "loss": loss.item(), "lr": scheduler.get_last_lr()[0],
                          "samples": n, "steps_per_epoch": steps_per_epoch})
-            if cfg.max_steps and step >= cfg.max_steps:
+            if cfg.max_steps and step >= cfg.max_steps and step < (epoch + 1) * steps_per_epoch:
+                stopped = True
                 break
+        if stopped:  # mid-epoch stop: a resumable checkpoint, no epoch record yet
+            checkpoint(epoch, {"best_val": best}, {"seen": seen, "loss_sum": loss_sum})
+            break
         seconds = time.perf_counter() - t0
         record = {"epoch": epoch + 1, "step": step, "train_loss": loss_sum / max(1, seen),
-                  "lr": scheduler.get_last_lr()[0], "samples_per_s": seen / seconds if seconds else 0.0,
+                  "lr": scheduler.get_last_lr()[0], "samples_per_s": run_seen / seconds if seconds else 0.0,
                   "logit_scale": float(model.logit_scale.detach().exp())}
         if n_val:
             val = catalog_metrics(model, embed_split(model, cfg.shards, "val", pp, tokenizer, 128,
@@ -198,12 +220,9 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: Callable[[dict], None
         record["best_val"] = best
         with open(metrics_path, "a") as fh:
             fh.write(json.dumps(record) + "\n")
-        payload = {"config": config_to_dict(cfg), "model_spec": asdict(cfg.spec), "model": model.state_dict(),
-                   "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
-                   "epoch": epoch + 1, "metrics": record}
-        save_checkpoint(ckpt_dir / "last.pt", payload)
+        checkpoint(epoch + 1, record, None)
         if is_best:
-            save_checkpoint(ckpt_dir / "best.pt", payload)
+            checkpoint(epoch + 1, record, None, "best.pt")
         if on_epoch:
             on_epoch(record)
         if cfg.max_steps and step >= cfg.max_steps:

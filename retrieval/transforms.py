@@ -37,7 +37,7 @@ def fit_square(arr: np.ndarray, size: int, fill: int = 255) -> np.ndarray:
 
 
 def _normalise(rgb: np.ndarray, pp: Preprocess) -> torch.Tensor:
-    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255)
+    x = torch.from_numpy(np.require(rgb, requirements=["C", "W"])).permute(2, 0, 1).float().div_(255)
     mean = torch.tensor(pp.mean).view(3, 1, 1)
     std = torch.tensor(pp.std).view(3, 1, 1)
     return (x - mean) / std

@@ -22,9 +22,12 @@ def tiny_cfg(shards, out, **kw):
     return TrainConfig(**base)
 
 
-def test_resume_matches_uninterrupted_run(demo_shards, tmp_path):
+@pytest.mark.parametrize("offset", [0, 2])  # stopped at the end of epoch 1, and 2 steps into epoch 2
+def test_resume_matches_uninterrupted_run(demo_shards, tmp_path, offset):
     full = train(tiny_cfg(demo_shards, tmp_path / "full", epochs=2))
-    train(tiny_cfg(demo_shards, tmp_path / "split", epochs=1))
+    stop_after = full["step"] // 2 + offset
+    train(tiny_cfg(demo_shards, tmp_path / "split", epochs=2, max_steps=stop_after))  # "killed" here
+    assert load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt")["step"] == stop_after
     resumed = train(tiny_cfg(demo_shards, tmp_path / "split", epochs=2), resume=True)
     assert resumed["step"] == full["step"] and resumed["train_loss"] == pytest.approx(full["train_loss"], rel=1e-5)
     a = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt")["model"]

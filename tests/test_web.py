@@ -1,3 +1,4 @@
+import base64
 import io
 import json
 import os
@@ -134,24 +135,27 @@ def test_real_browser_draw_type_search(demo_index, demo_shards):
                 page.mouse.move(x0 + x, y0 + y, steps=12)
             page.mouse.up()
             page.fill("#text", item["caption"])
-            with page.expect_request("**/api/search") as req_info:
+            with page.expect_response("**/api/search") as resp_info:
                 page.click("#search")
+            assert resp_info.value.status == 200
             page.wait_for_selector(".result-card")
             cards = page.locator(".result-card")
             assert cards.count() == 12
-            shown_top = cards.first.get_attribute("data-product-id")
-            # The uploaded PNG: composited on white, and what the engine ranks first for it is what the page shows.
-            body = req_info.value.post_data_buffer
-            start = body.index(b"\x89PNG")
-            png = body[start: body.index(b"IEND", start) + 8]
-            img = Image.open(io.BytesIO(png))
+            shown = [cards.nth(i).get_attribute("data-product-id") for i in range(12)]
+            # The PNG the page uploads (its own export function): composited on white, strokes included.
+            b64 = page.evaluate("""async () => {
+                const bytes = new Uint8Array(await (await sketchBlob()).arrayBuffer());
+                let s = ""; for (const b of bytes) s += String.fromCharCode(b); return btoa(s); }""")
+            img = Image.open(io.BytesIO(base64.b64decode(b64)))
             assert img.size == (256, 256)
             rgba = np.asarray(img.convert("RGBA"))
             assert (rgba[0, 0] == 255).all(), "canvas export must be white, not transparent/black"
             assert (rgba[..., 0] < 128).sum() > 200, "the drawn strokes are in the upload"
-            expected = engine.search(np.asarray(img.convert("L")), item["caption"], 12)
-            assert shown_top == expected[0].product_id
-            assert [cards.nth(i).get_attribute("data-product-id") for i in range(12)] == [r.product_id for r in expected]
+            # What the page shows is what the engine ranks for that drawing + caption, and it is not
+            # the text-only ranking, so the drawing reached the server.
+            expected = [r.product_id for r in engine.search(np.asarray(img.convert("L")), item["caption"], 12)]
+            assert shown == expected
+            assert shown != [r.product_id for r in engine.search(None, item["caption"], 12)]
             assert page.locator(".result-card img").first.evaluate("i => i.naturalWidth") > 0
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "serve-e2e.png"), full_page=True)
