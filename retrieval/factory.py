@@ -3,6 +3,8 @@ retrieval/model_configs, or a user's JSON file; weights from an open_clip tag, a
 from __future__ import annotations
 
 import importlib
+import logging
+from contextlib import contextmanager
 import json
 import math
 from dataclasses import dataclass
@@ -99,11 +101,10 @@ def create_model(spec: ModelSpec, device: str | torch.device = "cpu") -> tuple[F
         text_cfg["hf_model_pretrained"] = pretrained is None
         kwargs["text_cfg"] = text_cfg
     try:
+        with _quiet_model_loading():
+            clip = open_clip.create_model(name, pretrained=None if local_file else pretrained, device=device, **kwargs)
         if local_file:
-            clip = open_clip.create_model(name, pretrained=None, device=device, **kwargs)
             load_weights(clip, pretrained)
-        else:
-            clip = open_clip.create_model(name, pretrained=pretrained, device=device, **kwargs)
     except ModelLoadError:
         raise
     except Exception as exc:
@@ -127,6 +128,28 @@ def create_model(spec: ModelSpec, device: str | torch.device = "cpu") -> tuple[F
         std=tuple(pp.get("std", open_clip.OPENAI_DATASET_STD)),
     )
     return model, preprocess, make_tokenizer(name, text_cfg)
+
+
+@contextmanager
+def _quiet_model_loading():
+    """open_clip warns on the root logger that a model without CLIP weights is randomly initialised,
+    and transformers prints a load report for the text tower's unused pooler: both expected here."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_level = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+    except ImportError:  # pragma: no cover
+        hf_logging = None
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+        if hf_logging is not None:
+            hf_logging.set_verbosity(hf_level)
 
 
 def _pretrained_towers(pretrained: str | None, text_cfg: dict) -> set[str]:

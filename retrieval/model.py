@@ -43,11 +43,12 @@ class FsbirModel(nn.Module):
         return self.fusion(s, t, has_sketch, has_text)
 
     def forward(self, images, sketches, tokens, has_sketch=None, has_text=None):
+        """(photo, fused query, sketch, text) embeddings, all L2-normalised."""
         if self.sketch_visual is None:
             # One pass through the shared tower for photos and sketches together.
             both = self.encode_image(torch.cat([images, sketches]))
             photos, sketch_emb = both[: len(images)], both[len(images):]
         else:
             photos, sketch_emb = self.encode_image(images), self.encode_sketch(sketches)
-        queries = self.fusion(sketch_emb, self.encode_text(tokens), has_sketch, has_text)
-        return photos, queries
+        text_emb = self.encode_text(tokens)
+        return photos, self.fusion(sketch_emb, text_emb, has_sketch, has_text), sketch_emb, text_emb

@@ -44,6 +44,8 @@ class TrainConfig:
     shuffle_buffer: int = 2048
     query_dropout_sketch: float = 0.1
     query_dropout_text: float = 0.1
+    # Extra InfoNCE terms sketch→photo and text→photo (0 = the fused loss alone, as in the seed).
+    single_mode_weight: float = 0.0
     augment: SketchAugment = field(default_factory=SketchAugment)
     eval_k: int = 10
     max_steps: int | None = None  # stop early (smoke tests, benchmarks)
@@ -178,9 +180,14 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: Callable[[dict], None
             has_sketch = drop >= cfg.query_dropout_sketch
             has_text = ~((drop >= cfg.query_dropout_sketch) & (drop < cfg.query_dropout_sketch + cfg.query_dropout_text))
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
-                photos, queries = model(batch["images"].to(device), batch["sketches"].to(device),
-                                        batch["tokens"].to(device), has_sketch.to(device), has_text.to(device))
+                photos, queries, sketch_emb, text_emb = model(
+                    batch["images"].to(device), batch["sketches"].to(device), batch["tokens"].to(device),
+                    has_sketch.to(device), has_text.to(device))
                 loss = info_nce(queries.float(), photos.float(), model.logit_scale)
+                if cfg.single_mode_weight:
+                    loss = loss + cfg.single_mode_weight * (
+                        info_nce(sketch_emb.float(), photos.float(), model.logit_scale)
+                        + info_nce(text_emb.float(), photos.float(), model.logit_scale)) / 2
             (loss / cfg.accum_steps).backward()
             micro += 1
             seen += n
