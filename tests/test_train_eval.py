@@ -39,7 +39,7 @@ def test_resume_matches_uninterrupted_run(demo_shards, tmp_path, offset):
 
 
 def test_checkpoint_contents_and_best(demo_shards, tmp_path):
-    record = train(tiny_cfg(demo_shards, tmp_path / "r", epochs=1, fusion="gated"))
+    record = train(tiny_cfg(demo_shards, tmp_path / "r", epochs=1, fusion="gated", single_mode_weight=0.5))
     ckpt = load_checkpoint(tmp_path / "r")  # a run folder resolves to best.pt
     assert {"config", "model_spec", "model", "optimizer", "scheduler", "step", "epoch", "metrics", "fsbir_version"} <= set(ckpt)
     assert ckpt["model_spec"]["fusion"] == "gated" and ckpt["epoch"] == 1
