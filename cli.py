@@ -153,7 +153,7 @@ def evaluate(
     k: int = typer.Option(10, "--k", help="K of Recall@K and P@K."),
     category_column: Optional[str] = typer.Option(None, help="Gallery column for category precision@K (e.g. articleType)."),
     queries: Optional[str] = typer.Option(None, help="Human drawings: a CSV (sketch + product_id|category), or Quick, Draw! .ndjson file/folder."),
-    query_text: Optional[str] = typer.Option(None, help="Text added to every human query (a CSV 'text' column wins)."),
+    query_text: Optional[str] = typer.Option(None, help="Text added to every human query (a CSV 'text' column wins; '{word}' is a Quick, Draw! drawing's word)."),
     category_map: Optional[Path] = typer.Option(None, help="JSON mapping a query category to a list of gallery categories."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON here."),
     batch_size: int = typer.Option(128),

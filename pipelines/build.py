@@ -11,7 +11,7 @@ from typing import Callable, Iterator
 from sketchgen import DEFAULT_LIGHT_WORDS, DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, SketchSettings
 from sketchgen.pair import PairSettings
 
-from .catalog import CatalogError, CatalogRow, CatalogSpec, read_catalog
+from .catalog import CatalogError, CatalogRow, CatalogSpec, open_catalog
 from .engine import LocalEngine
 from .shards import atomic_write_json, shard_name
 from .worker import ShardJob, WorkerSettings, run_shard_job
@@ -73,19 +73,6 @@ def _jobs(rows: Iterator[CatalogRow], shard_size: int, skip: Callable[[int], boo
         yield ShardJob(shard_id, batch)
 
 
-def _extra_columns(config: BuildConfig) -> tuple[tuple[str, ...], Iterator[CatalogRow]]:
-    rows = read_catalog(config.catalog)
-    first = next(rows, None)
-    if first is None:
-        raise CatalogError(f"{config.catalog.source}: the catalog has no rows")
-
-    def chained() -> Iterator[CatalogRow]:
-        yield first
-        yield from rows
-
-    return tuple(first.extras), chained()
-
-
 def run_build(config: BuildConfig, on_rows: Callable[[int], None] = lambda n: None,
               on_shard: Callable[[dict], None] = lambda s: None) -> BuildSummary:
     """Build (or resume) the shards of one catalog. Catalog-level problems raise CatalogError."""
@@ -104,7 +91,7 @@ def run_build(config: BuildConfig, on_rows: Callable[[int], None] = lambda n: No
 
     for stale in out.glob(".shard-*.tmp-*"):  # left by a killed run; never a finished shard
         stale.unlink()
-    extra_columns, rows = _extra_columns(config)
+    extra_columns, rows = open_catalog(config.catalog)
     if config.limit is not None:
         rows = (r for r in rows if r.index < config.limit)
     settings = WorkerSettings(

@@ -267,8 +267,8 @@ def _hf_source(spec: CatalogSpec) -> tuple[Path, list[str], Iterator[dict[str, A
     return root, list(ds.column_names), iter(ds), image_col
 
 
-def read_catalog(spec: CatalogSpec) -> Iterator[CatalogRow]:
-    """Stream the catalog's rows in order. Raises CatalogError up front for catalog-level problems."""
+def open_catalog(spec: CatalogSpec) -> tuple[tuple[str, ...], Iterator[CatalogRow]]:
+    """(extra column names, rows in order). Raises CatalogError up front for catalog-level problems."""
     fmt = sniff_format(spec.source) if spec.format == "auto" else spec.format
     if fmt not in FORMATS[1:]:
         raise CatalogError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
@@ -288,7 +288,12 @@ def read_catalog(spec: CatalogSpec) -> Iterator[CatalogRow]:
     if not columns:
         raise CatalogError(f"{where}: no columns (empty table?)")
     builder = _RowBuilder(spec, columns, root, where)
-    return _rows(builder, records)
+    return tuple(builder.extra_cols), _rows(builder, records)
+
+
+def read_catalog(spec: CatalogSpec) -> Iterator[CatalogRow]:
+    """Stream the catalog's rows in order. Raises CatalogError up front for catalog-level problems."""
+    return open_catalog(spec)[1]
 
 
 def _rows(builder: _RowBuilder, records: Iterator[dict[str, Any] | str]) -> Iterator[CatalogRow]:

@@ -109,7 +109,8 @@ def load_human_queries(path: str, pp: Preprocess, query_text: str | None,
                        category_map: dict[str, list[str]] | None) -> dict:
     """Human drawings → sketch tensors plus what each must retrieve: a product id (fine-grained)
     or a set of accepted gallery categories. CSV (sketch + product_id|category [+ text]) or
-    Quick, Draw! .ndjson (file or folder; category = the drawing's word)."""
+    Quick, Draw! .ndjson (file or folder; category = the drawing's word). In `query_text`,
+    {word} stands for a Quick, Draw! drawing's word."""
     p = Path(path)
     sketches, product_ids, categories, texts = [], [], [], []
     if p.suffix.lower() == ".csv":
@@ -131,7 +132,7 @@ def load_human_queries(path: str, pp: Preprocess, query_text: str | None,
                 sketches.append(sketch_tensor(render_strokes(d["drawing"], 256, stroke_width), pp))
                 product_ids.append(None)
                 categories.append(d["word"])
-                texts.append(query_text)
+                texts.append(query_text.replace("{word}", d["word"]) if query_text else None)
     if not sketches:
         raise ValueError(f"no queries found in {path}")
     accepted = [None if c is None else set((category_map or {}).get(c, [c])) for c in categories]

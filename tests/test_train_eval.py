@@ -117,7 +117,21 @@ def test_eval_human_queries_csv_and_ndjson(demo_shards, trained_run, tmp_path):
     (tmp_path / "map.json").write_text(json.dumps({"skirt": ["skirt", "dress"], "hat": ["hat"]}))
     result = runner.invoke(app, ["eval", str(demo_shards), "--checkpoint", str(trained_run), "--split", "all",
                                  "--queries", str(tmp_path / "qd"), "--category-map", str(tmp_path / "map.json"),
-                                 "--category-column", "category", "--json", str(tmp_path / "c.json")])
+                                 "--category-column", "category", "--query-text", "a {word}",
+                                 "--json", str(tmp_path / "c.json")])
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "c.json").read_text())
     assert data["queries"] == 2 and "P@10_category" in data["modes"]["sketch"]
+    assert set(data["modes"]) == {"sketch", "sketch+text"}
+
+
+def test_quickdraw_queries_render_and_carry_word_text(tmp_path, tiny_model):
+    from retrieval.evaluate import load_human_queries
+
+    _, pp, _ = tiny_model
+    lines = [json.dumps({"word": w, "drawing": [[[0, 50, 100], [0, 80, 0]]]}) for w in ("shoe", "hat")]
+    (tmp_path / "q.ndjson").write_text("\n".join(lines) + "\n")
+    q = load_human_queries(str(tmp_path / "q.ndjson"), pp, "a {word}", {"shoe": ["Casual Shoes", "Sports Shoes"]})
+    assert q["sketches"].shape == (2, 3, 96, 96)
+    assert q["text"] == ["a shoe", "a hat"]
+    assert q["accepted"] == [{"Casual Shoes", "Sports Shoes"}, {"hat"}]
