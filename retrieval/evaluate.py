@@ -15,7 +15,7 @@ from sketchgen.strokes import render_strokes
 
 from .data import LoaderConfig, make_loader
 from .factory import Preprocess
-from .metrics import category_precision_at_k, ranks_of_targets, summarize_ranks
+from .metrics import category_chance, category_precision_at_k, ranks_of_targets, summarize_ranks
 from .transforms import decode_sketch, sketch_tensor
 
 MODES = ("sketch", "text", "sketch+text")
@@ -102,6 +102,7 @@ def catalog_metrics(model, emb: dict, k: int) -> dict:
         if has_category:
             cats = [{c} for c in emb["category"]]
             modes[mode][f"P@{k}_category"] = category_precision_at_k(sim, cats, emb["category"], k)
+            modes[mode]["category_chance"] = category_chance(cats, emb["category"])
     return {"gallery_size": len(gallery), "queries": len(gallery), "k": k, "modes": modes}
 
 
@@ -161,8 +162,9 @@ def human_query_metrics(model, emb: dict, queries: dict, tokenizer: Callable, k:
             targets = np.array([index[queries["product_id"][i]] for i in product_rows])
             m.update(summarize_ranks(ranks_of_targets(sim[product_rows], targets), k))
         if category_rows:
-            m[f"P@{k}_category"] = category_precision_at_k(
-                sim[category_rows], [queries["accepted"][i] for i in category_rows], emb["category"], k)
+            accepted = [queries["accepted"][i] for i in category_rows]
+            m[f"P@{k}_category"] = category_precision_at_k(sim[category_rows], accepted, emb["category"], k)
+            m["category_chance"] = category_chance(accepted, emb["category"])
         modes[mode] = m
     return {"gallery_size": len(gallery), "queries": len(queries["product_id"]), "k": k, "modes": modes}
 

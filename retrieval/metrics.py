@@ -46,3 +46,15 @@ def summarize_ranks(ranks: np.ndarray, k: int) -> dict:
     out[f"R@{k}"] = recall_at_k(ranks, k)
     out.update(MRR=mean_reciprocal_rank(ranks), median_rank=median_rank(ranks))
     return out
+
+
+def category_chance(query_categories: list[set], gallery_categories: list) -> float:
+    """Expected category precision of a random ranking: the mean share of gallery items each
+    query accepts. The baseline a P@K_category number should be read against."""
+    if not len(query_categories) or not len(gallery_categories):
+        return 0.0
+    counts: dict = {}
+    for c in gallery_categories:
+        counts[c] = counts.get(c, 0) + 1
+    n = len(gallery_categories)
+    return float(np.mean([sum(counts.get(c, 0) for c in accepted) / n for accepted in query_categories]))

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from retrieval.fusion import FUSIONS, create_fusion
 from retrieval.loss import info_nce
-from retrieval.metrics import (category_precision_at_k, mean_reciprocal_rank, median_rank, ranks_of_targets,
+from retrieval.metrics import (category_chance, category_precision_at_k, mean_reciprocal_rank, median_rank, ranks_of_targets,
                                recall_at_k, summarize_ranks, top_k)
 
 
@@ -83,3 +83,5 @@ def test_top_k_and_category_precision():
     gallery = ["shoe", "shoe", "bag", "hat"]
     assert category_precision_at_k(sim, [{"shoe"}], gallery, 2) == pytest.approx(0.5)
     assert category_precision_at_k(sim, [{"shoe", "hat"}], gallery, 2) == pytest.approx(1.0)
+    assert category_chance([{"shoe"}, {"bag", "hat"}], gallery) == pytest.approx((2 / 4 + 2 / 4) / 2)
+    assert category_chance([{"belt"}], gallery) == 0.0
