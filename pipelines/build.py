@@ -1,6 +1,7 @@
 """`fsbir build-dataset`: catalog → reader → shard jobs → engine (workers) → shards + manifest."""
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -93,7 +94,7 @@ def run_build(config: BuildConfig, on_rows: Callable[[int], None] = lambda n: No
         stale.unlink()
     extra_columns, rows = open_catalog(config.catalog)
     if config.limit is not None:
-        rows = (r for r in rows if r.index < config.limit)
+        rows = itertools.islice(rows, config.limit)
     settings = WorkerSettings(
         pair=PairSettings(
             image_size=config.image_size, max_pixels=config.max_pixels, min_side=config.min_side,

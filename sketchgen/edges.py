@@ -3,6 +3,7 @@ so the result reads like a drawing (black strokes on white, no specks)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -62,11 +63,22 @@ def edge_map(rgb: np.ndarray, light_item: bool, settings: SketchSettings = Sketc
 
 def _remove_specks(edges: np.ndarray, min_size: int) -> np.ndarray:
     """Drop 8-connected stroke components smaller than min_size pixels (what scikit-image's
-    remove_small_objects does, via OpenCV's labelling, which is about 10x faster)."""
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(edges.astype(np.uint8), connectivity=8)
+    remove_small_objects does, via OpenCV's labelling, which is several times faster)."""
+    # 16-bit labels are enough while the image cannot hold 65535 separate components (size/4).
+    ltype = cv2.CV_16U if edges.size <= 4 * 65535 else cv2.CV_32S
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(edges.view(np.uint8), connectivity=8, ltype=ltype)
     keep = stats[:, cv2.CC_STAT_AREA] >= min_size
     keep[0] = False  # background
+    if keep[1:].all():
+        return edges
     return keep[labels]
+
+
+@lru_cache(maxsize=32)
+def _params_record(settings: SketchSettings, light_item: bool) -> dict:
+    branch = settings.light if light_item else settings.plain
+    return {"method": "light_item" if light_item else "canny", **asdict(branch),
+            "min_speck_size": settings.min_speck_size, "stroke_width": settings.stroke_width}
 
 
 def edge_sketch(
@@ -75,12 +87,7 @@ def edge_sketch(
     """Sketch of an RGB image: (H, W) uint8, black (0) strokes on white (255), plus the parameters
     actually used and the stroke density, for the shard's `sketch_params` / `edge_density`."""
     edges = edge_map(rgb, light_item, settings)
-    sketch = np.where(edges, 0, 255).astype(np.uint8)
-    branch = settings.light if light_item else settings.plain
-    params = {
-        "method": "light_item" if light_item else "canny",
-        **asdict(branch),
-        "min_speck_size": settings.min_speck_size,
-        "stroke_width": settings.stroke_width,
-    }
-    return sketch, {"params": params, "edge_density": float(edges.mean())}
+    sketch = np.full(edges.shape, 255, np.uint8)
+    sketch[edges] = 0
+    density = np.count_nonzero(edges) / edges.size
+    return sketch, {"params": dict(_params_record(settings, light_item)), "edge_density": float(density)}
