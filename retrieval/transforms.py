@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import math
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -36,10 +37,14 @@ def fit_square(arr: np.ndarray, size: int, fill: int = 255) -> np.ndarray:
     return arr
 
 
+@lru_cache(maxsize=8)
+def _mean_std(mean: tuple, std: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.tensor(mean).view(3, 1, 1), torch.tensor(std).view(3, 1, 1)
+
+
 def _normalise(rgb: np.ndarray, pp: Preprocess) -> torch.Tensor:
     x = torch.from_numpy(np.require(rgb, requirements=["C", "W"])).permute(2, 0, 1).float().div_(255)
-    mean = torch.tensor(pp.mean).view(3, 1, 1)
-    std = torch.tensor(pp.std).view(3, 1, 1)
+    mean, std = _mean_std(tuple(pp.mean), tuple(pp.std))
     return (x - mean) / std
 
 

@@ -3,6 +3,7 @@ a slightly wobbly hand, missing strokes). Pure numpy/OpenCV on (H, W) uint8 blac
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -42,13 +43,19 @@ def augment_sketch(sketch: np.ndarray, rng: np.random.Generator, cfg: SketchAugm
         strokes = cv2.warpAffine(strokes, m, (w, h), flags=cv2.INTER_NEAREST, borderValue=0)
     if cfg.elastic_alpha > 0:
         grid = max(2, h // 32)
-        dx = cv2.resize(rng.normal(0, 1, (grid, grid)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
-        dy = cv2.resize(rng.normal(0, 1, (grid, grid)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
-        xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-        strokes = cv2.remap(strokes, xs + cfg.elastic_alpha * dx, ys + cfg.elastic_alpha * dy,
+        field = cv2.resize(rng.normal(0, 1, (grid, grid, 2)).astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+        xs, ys = _pixel_grid(h, w)
+        strokes = cv2.remap(strokes, xs + cfg.elastic_alpha * field[..., 0], ys + cfg.elastic_alpha * field[..., 1],
                             cv2.INTER_NEAREST, borderValue=0)
     if cfg.max_stroke_width > 1:
         width = int(rng.integers(1, cfg.max_stroke_width + 1))
         if width > 1:
             strokes = cv2.dilate(strokes, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (width, width)))
-    return np.where(strokes > 0, 0, 255).astype(np.uint8)
+    return cv2.threshold(strokes, 0, 255, cv2.THRESH_BINARY_INV)[1]
+
+
+@lru_cache(maxsize=8)
+def _pixel_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    xs.flags.writeable = ys.flags.writeable = False
+    return xs, ys
