@@ -246,11 +246,13 @@ def quickstart(
     out: Path = typer.Option(Path("runs/quickstart"), help="Folder for everything the quickstart makes."),
     n: int = typer.Option(3000, "--n", help="Demo catalog size."),
     workers: int = typer.Option(os.cpu_count() or 1, help="Worker processes for build-dataset."),
+    model: str = typer.Option("fsbir-tiny-minilm", help="Model config to train (fsbir-tiny trains faster per epoch)."),
+    epochs: int = typer.Option(4, help="Training epochs."),
 ) -> None:
-    """End to end on the built-in demo catalog: catalog → shards (→ train → eval → index)."""
+    """End to end on the built-in demo catalog: catalog → shards → train → eval → index → result grid."""
     from pipelines.quickstart import QuickstartConfig, run_quickstart
 
-    run_quickstart(QuickstartConfig(out_dir=str(out), n=n, workers=workers))
+    run_quickstart(QuickstartConfig(out_dir=str(out), n=n, workers=workers, model=model, epochs=epochs))
 
 
 def main() -> None:
