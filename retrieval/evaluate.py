@@ -201,9 +201,10 @@ def results_table(result: dict):
 
     metrics = list(dict.fromkeys(m for mode in result["modes"].values() for m in mode))
     table = Table(title=f"{result.get('split', '')} split — gallery {result['gallery_size']}, queries {result['queries']}")
-    table.add_column("mode")
+    table.add_column("mode", no_wrap=True, min_width=len("sketch+text"))
+    short = {"median_rank": "median rank", "category_chance": "chance"}
     for m in metrics:
-        table.add_column(m, justify="right")
+        table.add_column(short.get(m, m.replace("_category", " cat")), justify="right")
     def cell(values: dict, m: str) -> str:
         if m not in values:
             return "-"
