@@ -12,12 +12,12 @@ from typing import Callable, Iterator
 from sketchgen import DEFAULT_LIGHT_WORDS, DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, SketchSettings
 from sketchgen.pair import PairSettings
 
+from . import FSBIR_VERSION
 from .catalog import CatalogError, CatalogRow, CatalogSpec, open_catalog
 from .engine import LocalEngine
 from .shards import atomic_write_json, shard_name
 from .worker import ShardJob, WorkerSettings, run_shard_job
 
-FSBIR_VERSION = "0.1.0"
 
 
 @dataclass(frozen=True)

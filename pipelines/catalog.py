@@ -305,11 +305,6 @@ def _rows(builder: _RowBuilder, records: Iterator[dict[str, Any] | str]) -> Iter
         yield builder.row(index, record)
 
 
-def catalog_root(spec: CatalogSpec) -> str:
-    path = Path(spec.source[3:] if spec.source.startswith("hf:") else spec.source)
-    return os.fspath((path if path.is_dir() else path.parent).resolve())
-
-
 def count_rows(spec: CatalogSpec) -> int | None:
     """Cheap row count for a progress bar (line count / Parquet metadata); None when unknown."""
     try:

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import torch
 
+from pipelines import FSBIR_VERSION
+
 from .factory import ModelSpec, create_model
 
-FSBIR_VERSION = "0.1.0"
 
 
 def save_checkpoint(path: str | Path, payload: dict) -> None:

@@ -81,7 +81,7 @@ def build_index(cfg: IndexConfig, on_batch: Callable[[int], None] | None = None)
     """Embed the gallery photos and write INDEX_DIR/{embeddings.npy, items.parquet, index.faiss, index.json}."""
     import faiss
 
-    from pipelines.shards import atomic_write_json, iter_shard_rows
+    from pipelines.shards import atomic_write_json, iter_shard_rows, shard_files
 
     device = pick_device(cfg.device)
     model, pp, tok, _ = model_from_checkpoint(cfg.checkpoint, device)
@@ -92,11 +92,12 @@ def build_index(cfg: IndexConfig, on_batch: Callable[[int], None] | None = None)
     # Row-aligned metadata with the photo bytes, so the index folder serves results on its own.
     wanted = {pid: i for i, pid in enumerate(emb["product_id"])}
     rows: list[dict | None] = [None] * len(wanted)
-    for r in iter_shard_rows(cfg.shards):
+    drop = {"sketch", "sketch_params", "error_message", "key", "sha256"}
+    columns = [c for c in pq.read_schema(shard_files(cfg.shards)[0]).names if c not in drop]
+    for r in iter_shard_rows(cfg.shards, columns=columns):
         i = wanted.get(r["product_id"])
         if i is not None and rows[i] is None and r["status"] == "ok":
-            drop = {"image", "sketch", "sketch_params", "status", "error_message", "key", "sha256"}
-            rows[i] = {**{k: v for k, v in r.items() if k not in drop}, "image": r["image"]["bytes"]}
+            rows[i] = {**{k: v for k, v in r.items() if k not in ("image", "status")}, "image": r["image"]["bytes"]}
     table = pa.Table.from_pylist(rows)
     pq.write_table(table, out / ".items.parquet.tmp")
     os.replace(out / ".items.parquet.tmp", out / "items.parquet")

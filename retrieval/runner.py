@@ -55,10 +55,6 @@ def eval_with_progress(cfg: EvalConfig) -> dict:
     return result
 
 
-def print_json(result: dict) -> None:
-    print(json.dumps(result, indent=2))
-
-
 def index_with_progress(cfg) -> dict:
     from retrieval.data import count_rows
     from retrieval.index import build_index

@@ -91,7 +91,7 @@ def _param_groups(model, cfg: TrainConfig) -> list[dict]:
         no_decay = p.ndim < 2 or "bn" in name or "ln" in name or "logit_scale" in name or "embedding" in name
         groups.setdefault((in_pretrained, no_decay), []).append(p)
     return [
-        {"params": ps, "lr": cfg.lr * (cfg.tower_lr_scale if pre else 1.0), "base_lr_scale": cfg.tower_lr_scale if pre else 1.0,
+        {"params": ps, "lr": cfg.lr * (cfg.tower_lr_scale if pre else 1.0),
          "weight_decay": 0.0 if nd else cfg.weight_decay}
         for (pre, nd), ps in groups.items()
     ]

@@ -62,7 +62,3 @@ def sketch_tensor(sketch: np.ndarray, pp: Preprocess) -> torch.Tensor:
         sketch = cv2.erode(sketch, np.ones((k, k), np.uint8))  # erode white = thicken black
     grey = fit_square(sketch, pp.image_size)
     return _normalise(np.repeat(grey[:, :, None], 3, axis=2), pp)
-
-
-def blank_sketch(pp: Preprocess) -> torch.Tensor:
-    return _normalise(np.full((pp.image_size, pp.image_size, 3), 255, np.uint8), pp)

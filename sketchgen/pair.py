@@ -1,12 +1,10 @@
 """One catalog image + caption → pixel-aligned (photo, sketch) pair: the whole sketchgen stage."""
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-from PIL import Image
 
 from .colour_words import DEFAULT_LIGHT_WORDS, needs_light_item_path
 from .decode import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, load_rgb
@@ -48,10 +46,6 @@ def encode_sketch_png(sketch: np.ndarray) -> bytes:
     if not ok:  # pragma: no cover
         raise RuntimeError("PNG encoding failed")
     return buf.tobytes()
-
-
-def decode_image(data: bytes) -> Image.Image:
-    return Image.open(io.BytesIO(data))
 
 
 def make_pair(data: bytes, caption: str | None, settings: PairSettings = PairSettings()) -> SketchPair:

@@ -2,7 +2,7 @@ import numpy as np
 import torch
 
 from retrieval.data import LoaderConfig, count_rows, iter_rows, make_loader, unique_batches
-from retrieval.transforms import blank_sketch, sketch_tensor
+from retrieval.transforms import sketch_tensor
 from sketchgen.augment import SketchAugment, augment_sketch
 from sketchgen.strokes import render_strokes
 
@@ -69,4 +69,4 @@ def test_sketch_tensor_keeps_thin_lines_dark(tiny_model):
     sketch[:, 128] = 0  # 1-pixel line at 256 px
     x = sketch_tensor(sketch, pp)
     assert x.shape == (3, 96, 96)
-    assert x[0].min() < blank_sketch(pp)[0].min() - 1.0  # still a clearly dark line at 96 px
+    assert x[0].min() < sketch_tensor(np.full((256, 256), 255, np.uint8), pp)[0].min() - 1.0  # still a clearly dark line at 96 px

@@ -6,7 +6,11 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from sketchgen import SketchSettings, edge_map, edge_sketch, letterbox, make_pair, needs_light_item_path
-from sketchgen.pair import PairSettings, decode_image
+from sketchgen.pair import PairSettings
+
+
+def decode_image(data: bytes) -> Image.Image:
+    return Image.open(io.BytesIO(data))
 
 
 def white_garment_on_white(size=256, garment=244, seed=0):
