@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pipelines.catalog import CatalogSpec, read_catalog  # noqa: E402
+from fsbir.pipelines.catalog import CatalogSpec, read_catalog  # noqa: E402
 
 
 def bare_loop(paths: list[str], size: int) -> float:
@@ -53,7 +53,7 @@ def run_fsbir(catalog: Path, out: Path, workers: int, size: int, shard_size: int
     run_build's time leaves out the interpreter start and imports but includes the worker pool's start."""
     code = (
         "import time; from pipelines.build import BuildConfig, run_build; from pipelines.catalog import CatalogSpec;"
-        f"t = time.perf_counter(); run_build(BuildConfig(CatalogSpec({str(catalog)!r}), {str(out)!r}, workers={workers},"
+        f"t = time.perf_counter(); run_build(BuildConfig(catalog=CatalogSpec({str(catalog)!r}), out_dir={str(out)!r}, workers={workers},"
         f" image_size={size}, shard_size={shard_size})); print(time.perf_counter() - t)"
     )
     start = time.perf_counter()

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from retrieval.index import make_faiss_index, set_search_params  # noqa: E402
+from fsbir.retrieval.index import make_faiss_index, set_search_params  # noqa: E402
 
 
 def percentiles(times: list[float]) -> tuple[float, float]:
@@ -48,8 +48,8 @@ def main() -> None:
     args = ap.parse_args()
     console = Console(width=150)
     if args.index:
-        from retrieval.index import SearchEngine
-        from sketchgen.strokes import render_strokes
+        from fsbir.retrieval.index import SearchEngine
+        from fsbir.sketchgen.strokes import render_strokes
 
         engine = SearchEngine(args.index)
         sketch = render_strokes([[[0, 80, 160, 240], [0, 200, 40, 255]]], 256, 2)

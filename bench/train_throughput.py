@@ -17,16 +17,16 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from retrieval.evaluate import catalog_metrics, embed_split  # noqa: E402
-from retrieval.factory import ModelSpec, create_model  # noqa: E402
-from retrieval.loss import info_nce  # noqa: E402
-from retrieval.train import TrainConfig, train  # noqa: E402
+from fsbir.retrieval.evaluate import catalog_metrics, embed_split  # noqa: E402
+from fsbir.retrieval.factory import ModelSpec, create_model  # noqa: E402
+from fsbir.retrieval.loss import info_nce  # noqa: E402
+from fsbir.retrieval.training import TrainConfig, train  # noqa: E402
 
 
 def bare_loop(model_name: str, batch: int, steps: int, warmup: int, device: str) -> float:
     """samples/s of the plainest loop: the open_clip model, tensors already in memory."""
     torch.manual_seed(0)
-    model, pp, tok = create_model(ModelSpec(model_name), device)
+    model, pp, tok = create_model(ModelSpec(model=model_name), device)
     clip = model.clip
     opt = torch.optim.AdamW(clip.parameters(), lr=1e-4)
     images = torch.randn(batch, 3, pp.image_size, pp.image_size, device=device)
@@ -50,7 +50,7 @@ def bare_loop(model_name: str, batch: int, steps: int, warmup: int, device: str)
 
 
 def fsbir_train(shards: str, model_name: str, batch: int, steps: int, warmup: int, workers: int, device: str) -> float:
-    """samples/s of retrieval.train.train (what `fsbir train` runs), between optimizer steps
+    """samples/s of retrieval.training.train (what `fsbir train` runs), between optimizer steps
     warmup and warmup+steps (start-up, first batches and validation excluded)."""
     stamps: list[float] = []
     with tempfile.TemporaryDirectory() as out:
@@ -78,7 +78,7 @@ def main() -> None:
     for w in args.workers:
         rate = fsbir_train(args.shards, args.model, args.batch_size, args.steps, args.warmup, w, args.device)
         table.add_row(f"fsbir train (shards, DataLoader workers={w})", f"{rate:.1f}", f"{rate / bare:.2f}")
-    model, pp, tok = create_model(ModelSpec(args.model), args.device)
+    model, pp, tok = create_model(ModelSpec(model=args.model), args.device)
     t0 = time.perf_counter()
     emb = embed_split(model, args.shards, "all", pp, tok, 128, None, args.device)
     t1 = time.perf_counter()

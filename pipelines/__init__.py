@@ -1,7 +1,3 @@
-"""I/O and orchestration: catalog readers, shard writer, build runner, engines, quickstart, web app."""
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    FSBIR_VERSION = version("fsbir")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    FSBIR_VERSION = "0+unknown"
+"""I/O and orchestration: catalog readers, the per-row worker, the build runner and its engines,
+the demo catalog; and the front ends on top (terminal progress, quickstart, web app), which
+nothing but the CLI and each other imports."""

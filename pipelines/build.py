@@ -9,19 +9,25 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from sketchgen import DEFAULT_LIGHT_WORDS, DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, SketchSettings
-from sketchgen.pair import PairSettings
+from fsbir import FsbirError, __version__
+from fsbir.shardformat import Status, ShardWriter, atomic_write_json, shard_schema
+from fsbir.sketchgen import DEFAULT_LIGHT_WORDS, DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, SketchSettings
+from fsbir.sketchgen.pair import PairSettings
 
-from . import FSBIR_VERSION
-from .catalog import CatalogError, CatalogRow, CatalogSpec, open_catalog
+from .catalog import CatalogRow, CatalogSpec, open_catalog
 from .engine import LocalEngine
-from .shards import atomic_write_json, shard_name
 from .worker import ShardJob, WorkerSettings, run_shard_job
 
 
 
-@dataclass(frozen=True)
+class OutputFolderError(FsbirError):
+    """The output folder cannot take this build (built with other settings, not writable)."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class BuildConfig:
+    """Settings of one build; every default lives here (the CLI shows these)."""
+
     catalog: CatalogSpec
     out_dir: str
     image_size: int = 256
@@ -35,6 +41,16 @@ class BuildConfig:
     test_fraction: float = 0.1
     max_failure_ratio: float = 0.5
     limit: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("image_size", "shard_size", "min_side", "max_pixels"):
+            if getattr(self, name) < 1:
+                raise FsbirError(f"{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
+        if not (0 <= self.val_fraction and 0 <= self.test_fraction and self.val_fraction + self.test_fraction < 1):
+            raise FsbirError(f"val-fraction + test-fraction must be in [0, 1) so that train rows remain "
+                             f"(got {self.val_fraction} + {self.test_fraction})")
+        if self.limit is not None and self.limit < 1:
+            raise FsbirError(f"limit must be at least 1, not {self.limit}")
 
 
 @dataclass
@@ -58,6 +74,10 @@ def _fingerprint(config: BuildConfig) -> dict:
     d = asdict(config)
     for volatile in ("workers", "max_failure_ratio"):
         d.pop(volatile)
+    source = config.catalog.source
+    if not (source.startswith("hf:") and not Path(source[3:]).exists()):  # ./demo, demo/ and /abs/demo are one catalog
+        prefix = "hf:" if source.startswith("hf:") else ""
+        d["catalog"]["source"] = prefix + str(Path(source[len(prefix):]).resolve())
     return d
 
 
@@ -78,21 +98,14 @@ def run_build(config: BuildConfig, on_rows: Callable[[int], None] = lambda n: No
               on_shard: Callable[[dict], None] = lambda s: None) -> BuildSummary:
     """Build (or resume) the shards of one catalog. Catalog-level problems raise CatalogError."""
     out = Path(config.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    fingerprint = _fingerprint(config)
-    fp_path = out / "build_config.json"
-    if fp_path.exists():
-        previous = json.loads(fp_path.read_text())
-        if previous != json.loads(json.dumps(fingerprint)):
-            raise CatalogError(
-                f"{out} holds shards built with other settings (see {fp_path}); use a new output folder"
-            )
-    else:
-        atomic_write_json(fp_path, fingerprint)
-
+    extra_columns, rows = open_catalog(config.catalog)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        _check_settings(out, _fingerprint(config))
+    except OSError as exc:
+        raise OutputFolderError(f"cannot write to the output folder {out}: {exc.strerror or exc}") from None
     for stale in out.glob(".shard-*.tmp-*"):  # left by a killed run; never a finished shard
         stale.unlink()
-    extra_columns, rows = open_catalog(config.catalog)
     if config.limit is not None:
         rows = itertools.islice(rows, config.limit)
     settings = WorkerSettings(
@@ -101,14 +114,15 @@ def run_build(config: BuildConfig, on_rows: Callable[[int], None] = lambda n: No
             light_words=tuple(config.light_words), sketch=config.sketch,
         ),
         out_dir=str(out),
-        extra_columns=extra_columns,
+        extra_columns=tuple(extra_columns.values()),
         val_fraction=config.val_fraction,
         test_fraction=config.test_fraction,
     )
     skipped: list[int] = []
+    writer = ShardWriter(out, shard_schema(settings.extra_columns))
 
     def skip(shard_id: int) -> bool:
-        done = (out / f"{shard_name(shard_id)}.stats.json").exists()
+        done = writer.is_done(shard_id)
         if done:
             skipped.append(shard_id)
         return done
@@ -122,11 +136,26 @@ def run_build(config: BuildConfig, on_rows: Callable[[int], None] = lambda n: No
         on_shard(stats)
 
     LocalEngine(config.workers).run(run_shard_job, _jobs(rows, config.shard_size, skip), settings, on_rows, done)
-    summary = summarize(out, config, written, len(skipped), time.perf_counter() - start)
-    return summary
+    renamed = {c: stored for c, stored in extra_columns.items() if c != stored}
+    return summarize(out, config, written, len(skipped), time.perf_counter() - start, renamed)
 
 
-def summarize(out: Path, config: BuildConfig, written: int, skipped: int, seconds: float) -> BuildSummary:
+def _check_settings(out: Path, fingerprint: dict) -> None:
+    """A re-run into the same folder must use the same settings; the first run records them."""
+    fp_path = out / "build_config.json"
+    if fp_path.exists():
+        previous = json.loads(fp_path.read_text())
+        if previous != json.loads(json.dumps(fingerprint)):
+            changed = sorted(k for k in set(previous) | set(fingerprint)
+                             if previous.get(k) != json.loads(json.dumps(fingerprint)).get(k))
+            raise OutputFolderError(f"{out} holds shards built with other settings ({', '.join(changed)} differ; "
+                                    f"see {fp_path}); use a new output folder")
+    else:
+        atomic_write_json(fp_path, fingerprint)
+
+
+def summarize(out: Path, config: BuildConfig, written: int, skipped: int, seconds: float,
+              renamed_columns: dict[str, str]) -> BuildSummary:
     """Sum every shard's stats (this run's and earlier runs') into manifest.json."""
     import pyarrow.parquet as pq
 
@@ -144,10 +173,10 @@ def summarize(out: Path, config: BuildConfig, written: int, skipped: int, second
     for name in shards:
         col = pq.read_table(out / name, columns=["split", "status"]).to_pydict()
         for split, status in zip(col["split"], col["status"]):
-            if status == "ok":
+            if status == Status.OK:
                 by_split[split] = by_split.get(split, 0) + 1
     inputs = sum(by_status.values())
-    ok = by_status.get("ok", 0)
+    ok = by_status.get(Status.OK, 0)
     failure_ratio = (inputs - ok) / inputs if inputs else 1.0
     passed = ok > 0 and failure_ratio <= config.max_failure_ratio
     if ok == 0:
@@ -158,10 +187,11 @@ def summarize(out: Path, config: BuildConfig, written: int, skipped: int, second
     else:
         message = "ok"
     manifest = {
-        "fsbir_version": FSBIR_VERSION,
+        "fsbir_version": __version__,
         "inputs": inputs,
         "ok": ok,
-        "failed": {k: v for k, v in sorted(by_status.items()) if k != "ok"},
+        "failed": {k: v for k, v in sorted(by_status.items()) if k != Status.OK},
+        "renamed_columns": renamed_columns,
         "by_method": by_method,
         "ok_by_split": by_split,
         "shards": shards,
@@ -172,23 +202,3 @@ def summarize(out: Path, config: BuildConfig, written: int, skipped: int, second
     return BuildSummary(str(out), inputs, ok, by_status, by_method, by_split, written, skipped,
                         seconds, failure_ratio, passed, message)
 
-
-def build_dataset(config: BuildConfig) -> BuildSummary:
-    """run_build with a progress bar and a summary table on the terminal."""
-    from .catalog import count_rows
-    from .console import console, row_progress, status_table
-
-    total = count_rows(config.catalog)
-    if total is not None and config.limit is not None:
-        total = min(total, config.limit)
-    with row_progress("build-dataset", total) as advance:
-        summary = run_build(config, on_rows=advance)
-    console.print(status_table(f"{summary.inputs} input rows → {summary.out_dir}", summary.by_status, summary.inputs))
-    console.print(
-        f"sketch branch: {summary.by_method}  ok rows by split: {summary.by_split}  "
-        f"shards written {summary.shards_written}, already done {summary.shards_skipped}  "
-        f"({summary.seconds:.1f}s)"
-    )
-    if not summary.passed:
-        console.print(f"[red]build-dataset: {summary.message}")
-    return summary

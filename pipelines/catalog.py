@@ -7,6 +7,7 @@ row is still written, with its reason.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 import os
@@ -14,13 +15,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator
 
+from fsbir import FsbirError
+from fsbir.shardformat import Status, extra_column_names
+
 FORMATS = ("auto", "imagefolder", "csv", "jsonl", "parquet", "hf")
 IMAGE_COLUMN_GUESSES = ("image", "file_name", "image_path", "path", "jpg", "filepath")
 CAPTION_COLUMN_GUESSES = ("caption", "text", "productDisplayName", "title", "description")
 ID_COLUMN_GUESSES = ("product_id", "id")
 
 
-class CatalogError(ValueError):
+class CatalogError(FsbirError):
     """The catalog as a whole cannot be read (bad path, unknown column): fail before any work."""
 
 
@@ -43,7 +47,7 @@ class CatalogRow:
     image_bytes: bytes | None = None
     image_path: str | None = None  # absolute, already confined to the root
     image_ref: str | None = None  # the reference as written in the catalog
-    status: str = "ok"
+    status: str = Status.OK
     error_message: str | None = None
     extras: dict[str, str | None] = field(default_factory=dict)
 
@@ -122,19 +126,20 @@ class _RowBuilder:
         else:
             self.image_col = _pick_column(columns, spec.image_column, IMAGE_COLUMN_GUESSES, "image", where, True)
         used = {self.id_col, self.caption_col, self.image_col}
-        self.extra_cols = [c for c in columns if c not in used]
+        # {catalog column: shard column}; names the shard schema uses get a `catalog_` prefix
+        self.extra_cols = extra_column_names(c for c in columns if c not in used)
         self.seen: set[str] = set()
 
     def row(self, index: int, record: dict[str, Any]) -> CatalogRow:
         caption = clean_text(record.get(self.caption_col))
-        extras = {c: clean_text(record.get(c)) for c in self.extra_cols}
+        extras = {stored: clean_text(record.get(c)) for c, stored in self.extra_cols.items()}
         row = CatalogRow(index=index, product_id="", caption=caption, extras=extras)
         ref: str | None = None
         if self.pattern:
             try:
                 ref = self.pattern.format_map({k: clean_text(v) or "" for k, v in record.items()})
             except (KeyError, ValueError, IndexError) as exc:
-                row.status, row.error_message = "bad_image_ref", f"--image-pattern failed: {exc}"
+                row.status, row.error_message = Status.BAD_IMAGE_REF, f"--image-pattern failed: {exc}"
         else:
             value = record.get(self.image_col)
             if isinstance(value, dict):  # HF / img2dataset {bytes, path} struct
@@ -145,13 +150,13 @@ class _RowBuilder:
             else:
                 ref = clean_text(value)
         row.image_ref = ref
-        if row.image_bytes is None and row.status == "ok":
+        if row.image_bytes is None and row.status == Status.OK:
             if not ref:
-                row.status, row.error_message = "missing_image_ref", "no image bytes or path in this row"
+                row.status, row.error_message = Status.MISSING_IMAGE_REF, "no image bytes or path in this row"
             else:
                 path = confine(self.root, ref)
                 if path is None:
-                    row.status, row.error_message = "unsafe_path", f"{ref!r} resolves outside the catalog root {self.root}"
+                    row.status, row.error_message = Status.UNSAFE_PATH, f"{ref!r} resolves outside the catalog root {self.root}"
                 else:
                     row.image_path = str(path)
         pid = clean_text(record.get(self.id_col)) if self.id_col else None
@@ -159,8 +164,8 @@ class _RowBuilder:
             pid = Path(ref).stem if ref and not self.id_col else f"row-{index}"
         row.product_id = pid
         if pid in self.seen:
-            if row.status == "ok":
-                row.status, row.error_message = "duplicate_product", f"product_id {pid!r} appeared earlier in the catalog"
+            if row.status == Status.OK:
+                row.status, row.error_message = Status.DUPLICATE_PRODUCT, f"product_id {pid!r} appeared earlier in the catalog"
         else:
             self.seen.add(pid)
         return row
@@ -267,8 +272,9 @@ def _hf_source(spec: CatalogSpec) -> tuple[Path, list[str], Iterator[dict[str, A
     return root, list(ds.column_names), iter(ds), image_col
 
 
-def open_catalog(spec: CatalogSpec) -> tuple[tuple[str, ...], Iterator[CatalogRow]]:
-    """(extra column names, rows in order). Raises CatalogError up front for catalog-level problems."""
+def open_catalog(spec: CatalogSpec) -> tuple[dict[str, str], Iterator[CatalogRow]]:
+    """({catalog column: shard column} of the extra columns, rows in order). Raises CatalogError up
+    front for catalog-level problems, an empty catalog included."""
     fmt = sniff_format(spec.source) if spec.format == "auto" else spec.format
     if fmt not in FORMATS[1:]:
         raise CatalogError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
@@ -288,7 +294,11 @@ def open_catalog(spec: CatalogSpec) -> tuple[tuple[str, ...], Iterator[CatalogRo
     if not columns:
         raise CatalogError(f"{where}: no columns (empty table?)")
     builder = _RowBuilder(spec, columns, root, where)
-    return tuple(builder.extra_cols), _rows(builder, records)
+    rows = _rows(builder, records)
+    first = next(rows, None)
+    if first is None:
+        raise CatalogError(f"{spec.source}: the catalog has no rows")
+    return builder.extra_cols, itertools.chain([first], rows)
 
 
 def read_catalog(spec: CatalogSpec) -> Iterator[CatalogRow]:
@@ -300,12 +310,12 @@ def _rows(builder: _RowBuilder, records: Iterator[dict[str, Any] | str]) -> Iter
     for index, record in enumerate(records):
         if isinstance(record, str):
             yield CatalogRow(index=index, product_id=f"row-{index}", caption=None,
-                             status="bad_record", error_message=record)
+                             status=Status.BAD_RECORD, error_message=record)
             continue
         yield builder.row(index, record)
 
 
-def count_rows(spec: CatalogSpec) -> int | None:
+def count_catalog_rows(spec: CatalogSpec) -> int | None:
     """Cheap row count for a progress bar (line count / Parquet metadata); None when unknown."""
     try:
         fmt = sniff_format(spec.source) if spec.format == "auto" else spec.format

@@ -5,13 +5,19 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .build import BuildConfig, build_dataset
+from fsbir.retrieval.evaluate import EvalConfig
+from fsbir.retrieval.index import IndexConfig
+from fsbir.retrieval.training import TrainConfig
+from fsbir.shardformat import STATUS_OK, iter_shard_rows
+
+from .build import BuildConfig
 from .catalog import CatalogSpec
-from .console import console
 from .demo_catalog import write_demo_catalog
+from .terminal import (SearchRequest, build_with_progress, console, eval_with_progress, index_with_progress,
+                       run_search, train_with_progress)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class QuickstartConfig:
     out_dir: str = "runs/quickstart"
     n: int = 3000
@@ -25,11 +31,6 @@ class QuickstartConfig:
 
 
 def run_quickstart(config: QuickstartConfig) -> dict:
-    from retrieval.evaluate import EvalConfig
-    from retrieval.index import IndexConfig
-    from retrieval.runner import SearchRequest, eval_with_progress, index_with_progress, run_search, train_with_progress
-    from retrieval.train import TrainConfig
-
     out = Path(config.out_dir)
     catalog = out / "catalog"
     if not (catalog / "metadata.jsonl").exists():
@@ -37,26 +38,28 @@ def run_quickstart(config: QuickstartConfig) -> dict:
         write_demo_catalog(catalog, n=config.n, seed=config.seed)
     shards = out / "shards"
     console.print(f"[bold]2. build-dataset[/] → {shards}")
-    build = build_dataset(BuildConfig(CatalogSpec(str(catalog)), str(shards), workers=config.workers))
+    build = build_with_progress(BuildConfig(catalog=CatalogSpec(source=str(catalog)), out_dir=str(shards),
+                                            workers=config.workers))
     run = out / "run"
     console.print(f"[bold]3. train[/] {config.model} (vision tower from scratch) → {run}")
     train_cfg = TrainConfig(shards=str(shards), out=str(run), model=config.model, epochs=config.epochs,
                             batch_size=config.batch_size, workers=1, seed=config.seed, category_column="category")
-    finished = (run / "checkpoints" / "last.pt").exists() and _epochs_done(run) >= config.epochs
-    if not finished:
-        train_with_progress(train_cfg, resume=True)
+    started = (run / "checkpoints" / "last.pt").exists()
+    if not (started and _epochs_done(run) >= config.epochs):
+        train_with_progress(train_cfg, resume=started)
     console.print("[bold]4. eval[/] on the test split")
-    result = eval_with_progress(EvalConfig(str(shards), checkpoint=str(run), split="test", k=10,
+    result = eval_with_progress(EvalConfig(shards=str(shards), checkpoint=str(run), split="test", k=10,
                                            category_column="category", json_path=str(out / "eval.json")))
     index_dir = out / "index"
     console.print(f"[bold]5. index[/] all demo photos → {index_dir}")
-    index_with_progress(IndexConfig(str(shards), str(run), str(index_dir)))
+    index_with_progress(IndexConfig(shards=str(shards), checkpoint=str(run), out=str(index_dir)))
     grid = out / "search-grid.png"
     query = _test_item(shards)
     sketch_file = out / "query-sketch.png"
     sketch_file.write_bytes(query["sketch"]["bytes"])
     console.print(f"[bold]6. search[/] with the sketch of test item {query['product_id']} + its caption → {grid}")
-    run_search(SearchRequest(str(index_dir), str(sketch_file), query["caption"], k=5, grid=str(grid)))
+    run_search(SearchRequest(index_dir=str(index_dir), sketch=str(sketch_file), text=query["caption"], k=5,
+                             grid=str(grid)))
     console.print(f"\ncatalog {catalog}\nshards  {shards}\nrun     {run}\neval    {out / 'eval.json'}\n"
                   f"index   {index_dir}\ngrid    {grid}\n"
                   f"try:    fsbir serve {index_dir}   (then open http://127.0.0.1:8000/)")
@@ -66,9 +69,7 @@ def run_quickstart(config: QuickstartConfig) -> dict:
 
 def _test_item(shards: Path) -> dict:
     """The first ok test-split row: a query the model never trained on."""
-    from .shards import iter_shard_rows
-
-    return next(r for r in iter_shard_rows(shards) if r["status"] == "ok" and r["split"] == "test")
+    return next(r for r in iter_shard_rows(shards) if r["status"] == STATUS_OK and r["split"] == "test")
 
 
 def _epochs_done(run: Path) -> int:

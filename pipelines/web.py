@@ -3,16 +3,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 from fastapi import FastAPI, File, Form, HTTPException, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from fsbir.retrieval.index import SearchEngine, results_json
+from fsbir.sketchgen import SketchgenError, decode_sketch
+from fsbir.sketchgen.errors import TOO_LARGE
+
 STATIC = Path(__file__).parent / "static"
 MAX_K = 100
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class WebConfig:
     index_dir: str
     checkpoint: str | None = None
@@ -22,23 +27,24 @@ class WebConfig:
 
 def sketch_from_upload(data: bytes, max_pixels: int) -> np.ndarray | None:
     """PNG/JPEG upload → (H, W) uint8 black-on-white sketch; None for an empty (blank) canvas.
-    Transparency is composited on white, so a transparent canvas never turns black."""
-    from sketchgen import SketchgenError, load_rgb
-
+    Decoded like every sketch, so a transparent canvas is white, never black."""
     try:
-        rgb, _ = load_rgb(data, max_pixels=max_pixels, min_side=8)
+        grey = decode_sketch(data, max_pixels=max_pixels)
     except SketchgenError as exc:
-        raise HTTPException(status_code=400 if exc.reason != "too_large" else 413,
+        raise HTTPException(status_code=413 if exc.reason == TOO_LARGE else 400,
                             detail=f"sketch: {exc.reason}: {exc}") from None
-    grey = rgb.min(axis=2)
     if (grey < 128).sum() < 5:  # nothing drawn
         return None
     return grey
 
 
-def create_app(cfg: WebConfig, engine=None) -> FastAPI:
-    from retrieval.index import SearchEngine
+def image_url(product_id: str) -> str:
+    """An item's image URL; the id is percent-encoded whole, so '/', '?' or '%2e%2e' in an id
+    can neither break the URL nor alias another route."""
+    return f"/api/items/{quote(product_id, safe='')}/image"
 
+
+def create_app(cfg: WebConfig, engine=None) -> FastAPI:
     engine = engine or SearchEngine(cfg.index_dir, cfg.checkpoint)
     app = FastAPI(title="fsbir", docs_url=None, redoc_url=None)
     page = (STATIC / "index.html").read_text(encoding="utf-8")
@@ -67,12 +73,9 @@ def create_app(cfg: WebConfig, engine=None) -> FastAPI:
                 image = sketch_from_upload(data, cfg.max_pixels)
         if image is None and not (text and text.strip()):
             raise HTTPException(status_code=400, detail="draw something, type a few words, or both")
-        results = engine.search(image, text, k)
-        return JSONResponse({"results": [
-            {"rank": r.rank, "product_id": r.product_id, "caption": r.caption, "score": r.score,
-             "image_url": f"/api/items/{r.product_id}/image"} for r in results]})
+        return JSONResponse(results_json(engine.search(image, text, k), image_url))
 
-    @app.get("/api/items/{product_id}/image")
+    @app.get("/api/items/{product_id:path}/image")
     def item_image(product_id: str) -> Response:
         # Images come from the index's own Parquet by id: no path is ever built from the request.
         row = engine.row_of(product_id)

@@ -7,11 +7,11 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from sketchgen import SketchgenError, make_pair
-from sketchgen.pair import PairSettings
+from fsbir.shardformat import ShardWriter, Status, blank_record, shard_schema, split_for
+from fsbir.sketchgen import SketchgenError, make_pair
+from fsbir.sketchgen.pair import PairSettings
 
 from .catalog import CatalogRow
-from .shards import ShardWriter, shard_schema, split_for
 
 
 @dataclass
@@ -24,7 +24,7 @@ class ShardJob:
 class WorkerSettings:
     pair: PairSettings
     out_dir: str
-    extra_columns: tuple[str, ...]
+    extra_columns: tuple[str, ...]  # shard names of the extra catalog columns
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     max_file_bytes: int = 64 * 1024 * 1024
@@ -37,28 +37,28 @@ def _read_image(row: CatalogRow, max_bytes: int) -> bytes:
         with open(row.image_path, "rb") as fh:
             data = fh.read(max_bytes + 1)
     except FileNotFoundError:
-        raise SketchgenError("missing_file", f"no such file: {row.image_ref}") from None
+        raise SketchgenError(Status.MISSING_FILE, f"no such file: {row.image_ref}") from None
     except IsADirectoryError:
-        raise SketchgenError("missing_file", f"is a folder, not a file: {row.image_ref}") from None
+        raise SketchgenError(Status.MISSING_FILE, f"is a folder, not a file: {row.image_ref}") from None
     except OSError as exc:
-        raise SketchgenError("read_error", f"{row.image_ref}: {exc}") from None
+        raise SketchgenError(Status.READ_ERROR, f"{row.image_ref}: {exc}") from None
     if len(data) > max_bytes:
-        raise SketchgenError("too_large", f"{row.image_ref}: file larger than {max_bytes} bytes")
+        raise SketchgenError(Status.TOO_LARGE, f"{row.image_ref}: file larger than {max_bytes} bytes")
     return data
 
 
 def process_row(row: CatalogRow, key: str, settings: WorkerSettings) -> dict:
     """Always returns a record: a failure becomes a row with its status and message."""
-    record = {
-        "key": key,
-        "product_id": row.product_id,
-        "caption": row.caption,
-        "split": split_for(row.product_id, settings.val_fraction, settings.test_fraction),
-        "status": row.status,
-        "error_message": row.error_message,
-        **{c: row.extras.get(c) for c in settings.extra_columns},
-    }
-    if row.status != "ok":
+    record = blank_record(
+        key=key,
+        product_id=row.product_id,
+        caption=row.caption,
+        split=split_for(row.product_id, settings.val_fraction, settings.test_fraction),
+        status=row.status,
+        error_message=row.error_message,
+    )
+    record.update({c: row.extras.get(c) for c in settings.extra_columns})
+    if row.status != Status.OK:
         return record
     try:
         data = _read_image(row, settings.max_file_bytes)
@@ -68,7 +68,7 @@ def process_row(row: CatalogRow, key: str, settings: WorkerSettings) -> dict:
         record["status"], record["error_message"] = exc.reason, str(exc)
         return record
     except Exception as exc:  # never let one row kill a long job
-        record["status"], record["error_message"] = "processing_error", f"{type(exc).__name__}: {exc}"
+        record["status"], record["error_message"] = Status.PROCESSING_ERROR, f"{type(exc).__name__}: {exc}"
         return record
     size = settings.pair.image_size
     record.update(
@@ -83,7 +83,7 @@ def process_row(row: CatalogRow, key: str, settings: WorkerSettings) -> dict:
         original_height=pair.original_size[1],
     )
     if row.caption is None:
-        record["status"], record["error_message"] = "empty_caption", "caption is missing or blank"
+        record["status"], record["error_message"] = Status.EMPTY_CAPTION, "caption is missing or blank"
     return record
 
 

@@ -7,34 +7,22 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from pipelines.shards import shard_files
-from sketchgen.augment import SketchAugment, augment_sketch
+from fsbir.shardformat import STATUS_OK, shard_files
+from fsbir.sketchgen import decode_sketch
+from fsbir.sketchgen.augment import SketchAugment, augment_sketch
 
 from .factory import Preprocess
-from .transforms import decode_photo, decode_sketch, photo_tensor, sketch_tensor
+from .transforms import decode_photo, photo_tensor, sketch_tensor
 
 ROW_COLUMNS = ["product_id", "caption", "image", "sketch"]
 
 
 def select_split(split: str) -> Callable:
     return (lambda s: True) if split == "all" else (lambda s: s == split)
-
-
-def count_rows(shards: str | Path, split: str) -> int:
-    """Number of usable (`ok`) rows of a split, from two small columns only."""
-    n = 0
-    for f in shard_files(shards):
-        t = pq.read_table(f, columns=["split", "status"])
-        mask = pc.equal(t["status"], "ok")
-        if split != "all":
-            mask = pc.and_(mask, pc.equal(t["split"], split))
-        n += pc.sum(mask).as_py() or 0
-    return n
 
 
 def iter_rows(shards: str | Path, split: str, columns: list[str], part: int = 0, parts: int = 1) -> Iterator[dict]:
@@ -46,7 +34,7 @@ def iter_rows(shards: str | Path, split: str, columns: list[str], part: int = 0,
         pf = pq.ParquetFile(f)
         for batch in pf.iter_batches(batch_size=128, columns=cols):
             for row in batch.to_pylist():
-                if row["status"] != "ok" or not want(row["split"]):
+                if row["status"] != STATUS_OK or not want(row["split"]):
                     continue
                 if i % parts == part:
                     yield row

@@ -11,17 +11,20 @@ from typing import Callable
 import numpy as np
 import torch
 
-from sketchgen.strokes import render_strokes
+from fsbir import FsbirError
+from fsbir.shardformat import atomic_write_json
+from fsbir.sketchgen import SketchgenError, decode_sketch
+from fsbir.sketchgen.strokes import render_strokes
 
 from .data import LoaderConfig, make_loader
 from .factory import Preprocess
 from .metrics import category_chance, category_precision_at_k, ranks_of_targets, summarize_ranks
-from .transforms import decode_sketch, sketch_tensor
+from .transforms import sketch_tensor
 
 MODES = ("sketch", "text", "sketch+text")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class EvalConfig:
     shards: str
     checkpoint: str | None = None
@@ -36,12 +39,24 @@ class EvalConfig:
     category_map: str | None = None
     json_path: str | None = None
     device: str = "auto"
-    workers: int = 0
+
+    def __post_init__(self) -> None:
+        if self.k < 1:
+            raise FsbirError(f"k must be at least 1, not {self.k}")
+        if self.split not in ("train", "val", "test", "all"):
+            raise FsbirError(f"split must be train, val, test or all, not {self.split!r}")
 
 
 def pick_device(device: str) -> str:
+    """`auto` → cuda when available, else cpu; a device that is not there is a one-line error."""
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise FsbirError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
+        raise FsbirError(f"device {device!r} is not available on this machine; use --device cpu or auto")
     return device
 
 
@@ -69,7 +84,7 @@ def embed_split(model, shards: str, split: str, pp: Preprocess, tokenizer: Calla
         if on_batch:
             on_batch(len(keep))
     if not out["product_id"]:
-        raise ValueError(f"no ok rows in split {split!r} of {shards}")
+        raise FsbirError(f"no ok rows in split {split!r} of {shards}")
     for key in ("photo", "sketch", "text"):
         out[key] = torch.cat(out[key])
     return out
@@ -113,12 +128,17 @@ def load_human_queries(path: str, pp: Preprocess, query_text: str | None,
     Quick, Draw! .ndjson (file or folder; category = the drawing's word). In `query_text`,
     {word} stands for a Quick, Draw! drawing's word."""
     p = Path(path)
+    if not p.exists():
+        raise FsbirError(f"no queries at {path}")
     sketches, product_ids, categories, texts = [], [], [], []
     if p.suffix.lower() == ".csv":
         with open(p, newline="", encoding="utf-8") as fh:
-            for row in csv.DictReader(fh):
-                sk = decode_sketch((p.parent / row["sketch"]).read_bytes())
-                sketches.append(sketch_tensor(sk, pp))
+            reader = csv.DictReader(fh)
+            if "sketch" not in (reader.fieldnames or []) or not {"product_id", "category"} & set(reader.fieldnames):
+                raise FsbirError(f"{path}: a queries CSV needs a sketch column and a product_id or category "
+                                 f"column; it has {', '.join(reader.fieldnames or [])}")
+            for line, row in enumerate(reader, start=2):
+                sketches.append(sketch_tensor(_read_query_sketch(p.parent, row["sketch"], f"{p.name}:{line}"), pp))
                 product_ids.append(row.get("product_id"))
                 categories.append(row.get("category"))
                 texts.append(row.get("text") or query_text)
@@ -126,18 +146,37 @@ def load_human_queries(path: str, pp: Preprocess, query_text: str | None,
         files = sorted(p.glob("*.ndjson")) if p.is_dir() else [p]
         stroke_width = max(1, round(2 * 256 / pp.image_size))
         for f in files:
-            for line in f.read_text(encoding="utf-8").splitlines():
+            for number, line in enumerate(f.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
                 if not line.strip():
                     continue
-                d = json.loads(line)
-                sketches.append(sketch_tensor(render_strokes(d["drawing"], 256, stroke_width), pp))
+                try:
+                    d = json.loads(line)
+                    drawing, word = d["drawing"], d["word"]
+                except (json.JSONDecodeError, TypeError, KeyError):
+                    raise FsbirError(f"{f.name}:{number} is not a Quick, Draw! record "
+                                     "(a JSON object with 'word' and 'drawing')") from None
+                sketches.append(sketch_tensor(render_strokes(drawing, 256, stroke_width), pp))
                 product_ids.append(None)
-                categories.append(d["word"])
-                texts.append(query_text.replace("{word}", d["word"]) if query_text else None)
+                categories.append(word)
+                texts.append(query_text.replace("{word}", word) if query_text else None)
     if not sketches:
-        raise ValueError(f"no queries found in {path}")
+        raise FsbirError(f"no queries found in {path}")
     accepted = [None if c is None else set((category_map or {}).get(c, [c])) for c in categories]
     return {"sketches": torch.stack(sketches), "product_id": product_ids, "accepted": accepted, "text": texts}
+
+
+def _read_query_sketch(root: Path, ref: str, where: str):
+    """A drawing named in a queries CSV, confined to the CSV's folder, decoded like every sketch."""
+    base = root.resolve()
+    path = (base / ref).resolve()
+    if not path.is_relative_to(base):
+        raise FsbirError(f"{where}: sketch path {ref!r} leaves the queries folder {base}")
+    if not path.is_file():
+        raise FsbirError(f"{where}: no sketch file at {ref!r}")
+    try:
+        return decode_sketch(path.read_bytes(), max_pixels=4_000_000)
+    except SketchgenError as exc:
+        raise FsbirError(f"{where}: sketch {ref!r}: {exc.reason}: {exc}") from None
 
 
 @torch.no_grad()
@@ -153,7 +192,7 @@ def human_query_metrics(model, emb: dict, queries: dict, tokenizer: Callable, k:
     category_rows = [i for i, pid in enumerate(queries["product_id"]) if pid is None]
     missing = [queries["product_id"][i] for i in product_rows if queries["product_id"][i] not in index]
     if missing:
-        raise ValueError(f"{len(missing)} query product ids are not in the gallery (e.g. {missing[:3]})")
+        raise FsbirError(f"{len(missing)} query product ids are not in the gallery (e.g. {missing[:3]})")
     modes = {}
     for mode, q in query_sets.items():
         sim = q.numpy() @ gallery.T
@@ -174,17 +213,17 @@ def run_eval(cfg: EvalConfig, on_batch: Callable[[int], None] | None = None) -> 
     from .factory import ModelSpec, create_model
 
     device = pick_device(cfg.device)
+    if cfg.category_map and not cfg.category_column:
+        raise FsbirError("--category-map needs --category-column (the gallery column it maps to)")
     if cfg.checkpoint:
         model, pp, tok, _ = model_from_checkpoint(cfg.checkpoint, device)
     else:
-        model, pp, tok = create_model(ModelSpec(cfg.model, cfg.pretrained), device)
+        model, pp, tok = create_model(ModelSpec(model=cfg.model, pretrained=cfg.pretrained), device)
     model.eval()
     emb = embed_split(model, cfg.shards, cfg.split, pp, tok, cfg.batch_size, cfg.category_column, device,
-                      cfg.workers, on_batch)
+                      on_batch=on_batch)
     if cfg.queries:
-        cmap = json.loads(Path(cfg.category_map).read_text()) if cfg.category_map else None
-        if cmap is not None and not cfg.category_column:
-            raise ValueError("--category-map needs --category-column (the gallery column it maps to)")
+        cmap = _read_category_map(cfg.category_map) if cfg.category_map else None
         queries = load_human_queries(cfg.queries, pp, cfg.query_text, cmap)
         result = human_query_metrics(model, emb, queries, tok, cfg.k, device)
     else:
@@ -192,8 +231,18 @@ def run_eval(cfg: EvalConfig, on_batch: Callable[[int], None] | None = None) -> 
     result.update(split=cfg.split, checkpoint=cfg.checkpoint, model=cfg.model if not cfg.checkpoint else None)
     if cfg.json_path:
         Path(cfg.json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(cfg.json_path).write_text(json.dumps(result, indent=2) + "\n")
+        atomic_write_json(cfg.json_path, result)
     return result
+
+
+def _read_category_map(path: str) -> dict[str, list[str]]:
+    try:
+        cmap = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise FsbirError(f"cannot read the category map {path}: {exc}") from None
+    if not isinstance(cmap, dict) or not all(isinstance(v, list) for v in cmap.values()):
+        raise FsbirError(f"{path}: a category map is a JSON object of lists, e.g. {{\"shoe\": [\"Casual Shoes\"]}}")
+    return cmap
 
 
 def results_table(result: dict):

@@ -8,10 +8,13 @@ from contextlib import contextmanager
 import json
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
+
+from fsbir import FsbirError
 
 from .model import FsbirModel
 
@@ -19,11 +22,11 @@ CONFIG_DIR = Path(__file__).parent / "model_configs"
 PACKAGE_PREFIX = "package:"
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(FsbirError):
     """A model or its weights cannot be had; the message says what to do instead."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ModelSpec:
     model: str = "fsbir-tiny"
     pretrained: str = "none"
@@ -77,12 +80,28 @@ def model_config(name: str) -> tuple[str, dict]:
     return reg_name, _resolve_package_paths(cfg)
 
 
-def _register(name: str, cfg: dict) -> None:
-    import open_clip
-    from open_clip import factory as oc_factory
+@lru_cache(maxsize=1)
+def _registry_dir() -> Path:
+    """A folder of resolved configs for this process (package paths differ per install)."""
+    import atexit
+    import shutil
+    import tempfile
 
-    if name not in open_clip.list_models() or oc_factory._MODEL_CONFIGS.get(name) != cfg:
-        oc_factory._MODEL_CONFIGS[name] = cfg  # open_clip's registry of named configs
+    path = Path(tempfile.mkdtemp(prefix="fsbir-model-configs-"))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
+def _register(name: str, cfg: dict) -> None:
+    """Put a config into open_clip's registry of named configs through its public API, which
+    reads JSON files."""
+    import open_clip
+
+    if open_clip.get_model_config(name) == cfg:
+        return
+    path = _registry_dir() / f"{name}.json"
+    path.write_text(json.dumps(cfg))
+    open_clip.add_model_config(path)
 
 
 def create_model(spec: ModelSpec, device: str | torch.device = "cpu") -> tuple[FsbirModel, Preprocess, Callable]:
@@ -118,8 +137,8 @@ def create_model(spec: ModelSpec, device: str | torch.device = "cpu") -> tuple[F
     with torch.no_grad():  # CLIP's logit scale starts at log(1/0.07)
         if not pretrained:
             clip.logit_scale.fill_(math.log(1 / 0.07))
-    model = FsbirModel(clip, cfg["embed_dim"], spec.fusion, spec.sketch_tower).to(device)
-    model.pretrained_towers = _pretrained_towers(pretrained, text_cfg)
+    model = FsbirModel(clip, cfg["embed_dim"], spec.fusion, spec.sketch_tower,
+                       pretrained_towers=_pretrained_towers(pretrained, text_cfg)).to(device)
     pp = clip.visual.preprocess_cfg if hasattr(clip.visual, "preprocess_cfg") else {}
     size = cfg["vision_cfg"]["image_size"]
     preprocess = Preprocess(
@@ -152,10 +171,10 @@ def _quiet_model_loading():
             hf_logging.set_verbosity(hf_level)
 
 
-def _pretrained_towers(pretrained: str | None, text_cfg: dict) -> set[str]:
+def _pretrained_towers(pretrained: str | None, text_cfg: dict) -> frozenset[str]:
     if pretrained:
-        return {"visual", "text"}
-    return {"text"} if "hf_model_name" in text_cfg else set()
+        return frozenset({"visual", "text"})
+    return frozenset({"text"}) if "hf_model_name" in text_cfg else frozenset()
 
 
 def make_tokenizer(name: str, text_cfg: dict) -> Callable:

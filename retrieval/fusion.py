@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fsbir import FsbirError
+
 
 class Fusion(nn.Module):
     """Base: when one modality is absent the query is the other one's embedding."""
@@ -76,5 +78,5 @@ FUSIONS = {"avg": AvgFusion, "concat": ConcatFusion, "gated": GatedFusion}
 
 def create_fusion(name: str, dim: int) -> Fusion:
     if name not in FUSIONS:
-        raise ValueError(f"unknown fusion {name!r}; choose one of {', '.join(FUSIONS)}")
+        raise FsbirError(f"unknown fusion {name!r}; choose one of {', '.join(FUSIONS)}")
     return FUSIONS[name]() if name == "avg" else FUSIONS[name](dim)

@@ -14,18 +14,22 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from fsbir import FsbirError
+from fsbir.shardformat import STATUS_OK, atomic_path, atomic_write_json, iter_shard_rows, shard_files
+
 from .checkpoint import model_from_checkpoint, resolve_checkpoint
 from .evaluate import embed_split, fuse, pick_device
 from .transforms import sketch_tensor
 
 INDEX_TYPES = ("flat", "ivf", "hnsw")
+MAX_K = 1000
 
 
-class IndexMismatchError(ValueError):
+class IndexMismatchError(FsbirError):
     """The index was built with another model than the one asked to search it."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class IndexConfig:
     shards: str
     checkpoint: str
@@ -36,7 +40,12 @@ class IndexConfig:
     hnsw_m: int = 32
     batch_size: int = 128
     device: str = "auto"
-    category_column: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.index_type not in INDEX_TYPES:
+            raise FsbirError(f"unknown index type {self.index_type!r}; choose one of {', '.join(INDEX_TYPES)}")
+        if self.nlist < 0:
+            raise FsbirError(f"nlist must be 0 (automatic) or more, not {self.nlist}")
 
 
 def model_fingerprint(model: torch.nn.Module) -> str:
@@ -54,6 +63,8 @@ def make_faiss_index(vectors: np.ndarray, index_type: str, nlist: int = 0, hnsw_
     import faiss
 
     n, d = vectors.shape
+    if index_type == "ivf" and nlist > n:
+        raise FsbirError(f"nlist {nlist} is larger than the gallery ({n} items); use at most {n}, or 0 (automatic)")
     if index_type == "flat":
         index = faiss.IndexFlatIP(d)
     elif index_type == "ivf":
@@ -63,7 +74,7 @@ def make_faiss_index(vectors: np.ndarray, index_type: str, nlist: int = 0, hnsw_
     elif index_type == "hnsw":
         index = faiss.IndexHNSWFlat(d, hnsw_m, faiss.METRIC_INNER_PRODUCT)
     else:
-        raise ValueError(f"unknown index type {index_type!r}; choose one of {', '.join(INDEX_TYPES)}")
+        raise FsbirError(f"unknown index type {index_type!r}; choose one of {', '.join(INDEX_TYPES)}")
     index.add(vectors)
     return index
 
@@ -81,8 +92,6 @@ def build_index(cfg: IndexConfig, on_batch: Callable[[int], None] | None = None)
     """Embed the gallery photos and write INDEX_DIR/{embeddings.npy, items.parquet, index.faiss, index.json}."""
     import faiss
 
-    from pipelines.shards import atomic_write_json, iter_shard_rows, shard_files
-
     device = pick_device(cfg.device)
     model, pp, tok, _ = model_from_checkpoint(cfg.checkpoint, device)
     emb = embed_split(model, cfg.shards, cfg.split, pp, tok, cfg.batch_size, None, device, 0, on_batch)
@@ -96,16 +105,15 @@ def build_index(cfg: IndexConfig, on_batch: Callable[[int], None] | None = None)
     columns = [c for c in pq.read_schema(shard_files(cfg.shards)[0]).names if c not in drop]
     for r in iter_shard_rows(cfg.shards, columns=columns):
         i = wanted.get(r["product_id"])
-        if i is not None and rows[i] is None and r["status"] == "ok":
+        if i is not None and rows[i] is None and r["status"] == STATUS_OK:
             rows[i] = {**{k: v for k, v in r.items() if k not in ("image", "status")}, "image": r["image"]["bytes"]}
-    table = pa.Table.from_pylist(rows)
-    pq.write_table(table, out / ".items.parquet.tmp")
-    os.replace(out / ".items.parquet.tmp", out / "items.parquet")
-    np.save(out / ".embeddings.tmp.npy", vectors)
-    os.replace(out / ".embeddings.tmp.npy", out / "embeddings.npy")
     index = make_faiss_index(vectors, cfg.index_type, cfg.nlist, cfg.hnsw_m)
-    faiss.write_index(index, str(out / ".index.faiss.tmp"))
-    os.replace(out / ".index.faiss.tmp", out / "index.faiss")
+    with atomic_path(out / "items.parquet") as tmp:
+        pq.write_table(pa.Table.from_pylist(rows), tmp)
+    with atomic_path(out / "embeddings.npy") as tmp, open(tmp, "wb") as fh:
+        np.save(fh, vectors)
+    with atomic_path(out / "index.faiss") as tmp:
+        faiss.write_index(index, str(tmp))
     meta = {
         "count": len(vectors), "dim": int(vectors.shape[1]), "index_type": cfg.index_type,
         "nlist": getattr(index, "nlist", None), "hnsw_m": cfg.hnsw_m if cfg.index_type == "hnsw" else None,
@@ -125,6 +133,18 @@ class SearchResult:
     row: int
 
 
+def results_json(results: list[SearchResult], image_url: Callable[[str], str] | None = None) -> dict:
+    """The one JSON shape of search results (CLI --json and the web API): {"results": [...]};
+    the web API adds each item's image URL."""
+    items = []
+    for r in results:
+        item = {"rank": r.rank, "product_id": r.product_id, "caption": r.caption, "score": r.score}
+        if image_url is not None:
+            item["image_url"] = image_url(r.product_id)
+        items.append(item)
+    return {"results": items}
+
+
 class SearchEngine:
     """Loads an index folder and its model once; answers sketch / text / sketch+text queries."""
 
@@ -134,8 +154,11 @@ class SearchEngine:
 
         self.dir = Path(index_dir)
         meta_path = self.dir / "index.json"
-        if not meta_path.exists():
-            raise FileNotFoundError(f"{self.dir} is not a finished index (no index.json); run `fsbir index` first")
+        if not self.dir.is_dir():
+            raise FsbirError(f"no index folder at {self.dir}; make one with `fsbir index SHARDS --checkpoint RUN --out {self.dir}`")
+        missing = [f for f in ("index.json", "index.faiss", "items.parquet") if not (self.dir / f).is_file()]
+        if missing:
+            raise FsbirError(f"{self.dir} is not a finished index ({', '.join(missing)} missing); run `fsbir index` again")
         self.meta = json.loads(meta_path.read_text())
         ckpt = checkpoint or self.meta["checkpoint"]
         self.device = pick_device(device)
@@ -161,7 +184,7 @@ class SearchEngine:
         """sketch: (H, W) uint8 black-on-white (or None); text: a caption (or None/blank)."""
         text = text.strip() if text else None
         if sketch is None and not text:
-            raise ValueError("a query needs a sketch, a text, or both")
+            raise FsbirError("a query needs a sketch, a text, or both")
         s = t = None
         if sketch is not None:
             s = self.model.encode_sketch(sketch_tensor(sketch, self.pp)[None].to(self.device)).float().cpu()
@@ -173,6 +196,8 @@ class SearchEngine:
         return self.index.search(queries, min(k, len(self)))
 
     def search(self, sketch: np.ndarray | None = None, text: str | None = None, k: int = 10) -> list[SearchResult]:
+        if not 1 <= k <= MAX_K:
+            raise FsbirError(f"k must be between 1 and {MAX_K}, not {k}")
         scores, rows = self.search_vectors(self.encode_query(sketch, text), k)
         return [SearchResult(rank + 1, self._ids[r], self._captions[r], float(s), int(r))
                 for rank, (s, r) in enumerate(zip(scores[0], rows[0])) if r >= 0]

@@ -1,26 +1,54 @@
 """Retrieval metrics on a query × gallery similarity matrix. Ranks are 1-based."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 
-def ranks_of_targets(similarity: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Rank of each query's relevant gallery item: 1 + number of items scored strictly higher
-    (ties resolved in the query's favour)."""
+@dataclass(frozen=True)
+class Ranks:
+    """Where each query's relevant item lands, 1-based. Items scored exactly as high as the
+    target are ordered at random, so the rank is spread evenly over [best, worst]; every metric is
+    its expectation over that spread. A model that scores everything alike therefore gets chance
+    (R@k = k / gallery), never a perfect score, and a NaN score is a miss at the last rank."""
+
+    best: np.ndarray
+    worst: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.best)
+
+
+def ranks_of_targets(similarity: np.ndarray, targets: np.ndarray) -> Ranks:
+    n = similarity.shape[1]
     target_scores = similarity[np.arange(len(targets)), targets]
-    return 1 + (similarity > target_scores[:, None]).sum(axis=1)
+    with np.errstate(invalid="ignore"):
+        higher = (similarity > target_scores[:, None]).sum(axis=1)
+        tied = (similarity == target_scores[:, None]).sum(axis=1)
+    miss = np.isnan(target_scores)
+    best = np.where(miss, n, higher + 1)
+    worst = np.where(miss, n, higher + np.maximum(tied, 1))
+    return Ranks(best, worst)
 
 
-def recall_at_k(ranks: np.ndarray, k: int) -> float:
-    return float((ranks <= k).mean()) if len(ranks) else 0.0
+def recall_at_k(ranks: Ranks, k: int) -> float:
+    if not len(ranks):
+        return 0.0
+    spread = ranks.worst - ranks.best + 1
+    return float(np.clip((k - ranks.best + 1) / spread, 0, 1).mean())
 
 
-def mean_reciprocal_rank(ranks: np.ndarray) -> float:
-    return float((1.0 / ranks).mean()) if len(ranks) else 0.0
+def mean_reciprocal_rank(ranks: Ranks) -> float:
+    if not len(ranks):
+        return 0.0
+    harmonic = np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, int(ranks.worst.max()) + 1))])
+    spread = ranks.worst - ranks.best + 1
+    return float(((harmonic[ranks.worst] - harmonic[ranks.best - 1]) / spread).mean())
 
 
-def median_rank(ranks: np.ndarray) -> float:
-    return float(np.median(ranks)) if len(ranks) else 0.0
+def median_rank(ranks: Ranks) -> float:
+    return float(np.median((ranks.best + ranks.worst) / 2)) if len(ranks) else 0.0
 
 
 def top_k(similarity: np.ndarray, k: int) -> np.ndarray:
@@ -41,7 +69,7 @@ def category_precision_at_k(similarity: np.ndarray, query_categories: list[set],
     return float(np.mean(hits))
 
 
-def summarize_ranks(ranks: np.ndarray, k: int) -> dict:
+def summarize_ranks(ranks: Ranks, k: int) -> dict:
     out = {"R@1": recall_at_k(ranks, 1), "R@5": recall_at_k(ranks, 5)}
     out[f"R@{k}"] = recall_at_k(ranks, k)
     out.update(MRR=mean_reciprocal_rank(ranks), median_rank=median_rank(ranks))

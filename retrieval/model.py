@@ -8,19 +8,38 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fsbir import FsbirError
+
 from .fusion import create_fusion
 
 
 class FsbirModel(nn.Module):
-    def __init__(self, clip: nn.Module, embed_dim: int, fusion: str = "avg", sketch_tower: str = "shared"):
+    """`pretrained_towers` names the towers ("visual", "text") whose weights came pretrained, so
+    training can give them a smaller learning rate."""
+
+    def __init__(self, clip: nn.Module, embed_dim: int, fusion: str = "avg", sketch_tower: str = "shared",
+                 pretrained_towers: frozenset[str] = frozenset()):
         super().__init__()
         self.clip = clip
         self.embed_dim = embed_dim
+        self.pretrained_towers = frozenset(pretrained_towers)
         if sketch_tower not in ("shared", "separate"):
-            raise ValueError("sketch_tower must be 'shared' or 'separate'")
+            raise FsbirError("sketch_tower must be 'shared' or 'separate'")
         # A separate sketch tower starts as a copy of the photo tower (pretrained weights included).
         self.sketch_visual = copy.deepcopy(clip.visual) if sketch_tower == "separate" else None
         self.fusion = create_fusion(fusion, embed_dim)
+
+    def tower_parameters(self) -> dict[str, list[nn.Parameter]]:
+        """Parameters by part, from module membership: "visual" (photo and sketch towers), "text"
+        (the rest of the CLIP model but its logit scale and bias), "head" (fusion, logit scale)."""
+        visual = list(self.clip.visual.parameters())
+        if self.sketch_visual is not None:
+            visual += list(self.sketch_visual.parameters())
+        heads = list(self.fusion.parameters()) + [p for n, p in self.clip.named_parameters(recurse=False)
+                                                  if n in ("logit_scale", "logit_bias")]
+        taken = {id(p) for p in visual + heads}
+        text = [p for p in self.clip.parameters() if id(p) not in taken]
+        return {"visual": visual, "text": text, "head": heads}
 
     @property
     def logit_scale(self) -> torch.Tensor:

@@ -1,40 +1,21 @@
 """Photos and sketches → model input tensors, with the model's own size and normalisation."""
 from __future__ import annotations
 
-import io
 import math
 from functools import lru_cache
 
 import cv2
 import numpy as np
 import torch
-from PIL import Image
+
+from fsbir.sketchgen import letterbox, load_rgb
 
 from .factory import Preprocess
 
 
 def decode_photo(data: bytes, size: int) -> np.ndarray:
-    img = Image.open(io.BytesIO(data))
-    if img.format == "JPEG":
-        img.draft("RGB", (size, size))  # DCT-domain downscale: we resize to `size` anyway
-    return np.asarray(img.convert("RGB"))
-
-
-def decode_sketch(data: bytes) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(data)).convert("L"))
-
-
-def fit_square(arr: np.ndarray, size: int, fill: int = 255) -> np.ndarray:
-    """Letterbox onto a white square first if the input is not square, then resize."""
-    h, w = arr.shape[:2]
-    if h != w:
-        side = max(h, w)
-        canvas = np.full((side, side) + arr.shape[2:], fill, arr.dtype)
-        canvas[(side - h) // 2:(side - h) // 2 + h, (side - w) // 2:(side - w) // 2 + w] = arr
-        arr = canvas
-    if arr.shape[0] != size:
-        arr = cv2.resize(arr, (size, size), interpolation=cv2.INTER_AREA if arr.shape[0] > size else cv2.INTER_CUBIC)
-    return arr
+    """A shard's photo → RGB array; JPEG decodes at no less than `size` (we resize to it anyway)."""
+    return load_rgb(data, draft_size=size)[0]
 
 
 @lru_cache(maxsize=8)
@@ -49,7 +30,7 @@ def _normalise(rgb: np.ndarray, pp: Preprocess) -> torch.Tensor:
 
 
 def photo_tensor(rgb: np.ndarray, pp: Preprocess) -> torch.Tensor:
-    return _normalise(fit_square(rgb, pp.image_size), pp)
+    return _normalise(letterbox(rgb, pp.image_size), pp)
 
 
 def sketch_tensor(sketch: np.ndarray, pp: Preprocess) -> torch.Tensor:
@@ -60,5 +41,5 @@ def sketch_tensor(sketch: np.ndarray, pp: Preprocess) -> torch.Tensor:
     if factor >= 1.5:
         k = int(math.floor(factor))
         sketch = cv2.erode(sketch, np.ones((k, k), np.uint8))  # erode white = thicken black
-    grey = fit_square(sketch, pp.image_size)
+    grey = letterbox(sketch, pp.image_size)
     return _normalise(np.repeat(grey[:, :, None], 3, axis=2), pp)

@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import SketchgenError
+from .errors import DECODE_ERROR, TOO_LARGE, TOO_SMALL, SketchgenError
 
 # We enforce our own pixel cap from the header (before decoding), so PIL's bomb check is redundant.
 Image.MAX_IMAGE_PIXELS = None
@@ -43,6 +43,42 @@ def _has_alpha(img: Image.Image) -> bool:
     )
 
 
+def _open(data: bytes, max_pixels: int, min_side: int) -> Image.Image:
+    """Open without decoding and check the size from the header."""
+    if not data:
+        raise SketchgenError(DECODE_ERROR, "empty file (0 bytes)")
+    try:
+        img = Image.open(io.BytesIO(data))
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise SketchgenError(DECODE_ERROR, f"not a readable image: {exc}") from None
+    width, height = img.size
+    if width * height > max_pixels:
+        raise SketchgenError(
+            TOO_LARGE, f"{width}x{height} = {width * height} pixels exceeds max_pixels={max_pixels}"
+        )
+    if min(width, height) < min_side:
+        raise SketchgenError(TOO_SMALL, f"{width}x{height} is below min_side={min_side}")
+    return img
+
+
+def _decode(img: Image.Image, draft_size: int | None, grey: bool) -> np.ndarray:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if draft_size and img.format == "JPEG" and img.mode in ("RGB", "L"):
+                fit = draft_size / max(img.size)  # the letterbox scale: longer side → draft_size
+                img.draft(img.mode, (math.ceil(img.width * fit), math.ceil(img.height * fit)))
+            img.load()
+            if img.getexif().get(0x0112, 1) != 1:  # EXIF orientation tag
+                img = ImageOps.exif_transpose(img)
+            if grey and img.mode in ("1", "L"):  # the common case of a stored sketch: no copy via RGB
+                return np.asarray(img.convert("L"))
+            rgb = _convert(img)
+            return np.ascontiguousarray(rgb.min(axis=2)) if grey else rgb
+    except Exception as exc:  # PIL raises many types for corrupt data
+        raise SketchgenError(DECODE_ERROR, f"{type(exc).__name__}: {exc}") from None
+
+
 def load_rgb(
     data: bytes,
     max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -57,34 +93,20 @@ def load_rgb(
     resize to it anyway; decoding 4-16x fewer pixels is the biggest saving on large photos).
     Raises SketchgenError with reason decode_error, too_large or too_small.
     """
-    if not data:
-        raise SketchgenError("decode_error", "empty file (0 bytes)")
-    try:
-        img = Image.open(io.BytesIO(data))
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise SketchgenError("decode_error", f"not a readable image: {exc}") from None
-    width, height = img.size
-    if width * height > max_pixels:
-        raise SketchgenError(
-            "too_large", f"{width}x{height} = {width * height} pixels exceeds max_pixels={max_pixels}"
-        )
-    if min(width, height) < min_side:
-        raise SketchgenError("too_small", f"{width}x{height} is below min_side={min_side}")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if draft_size and img.format == "JPEG" and img.mode in ("RGB", "L"):
-                fit = draft_size / max(width, height)  # the letterbox scale: longer side → draft_size
-                img.draft(img.mode, (math.ceil(width * fit), math.ceil(height * fit)))
-            img.load()
-            if img.getexif().get(0x0112, 1) != 1:  # EXIF orientation tag
-                img = ImageOps.exif_transpose(img)
-            rgb = _convert(img)
-    except SketchgenError:
-        raise
-    except Exception as exc:  # PIL raises many types for corrupt data
-        raise SketchgenError("decode_error", f"{type(exc).__name__}: {exc}") from None
-    return rgb, (width, height)
+    img = _open(data, max_pixels, min_side)
+    size = img.size
+    return _decode(img, draft_size, grey=False), size
+
+
+def decode_sketch(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int = 8) -> np.ndarray:
+    """The one decoder for a drawing, whatever door it comes in by (CLI file, eval query, web upload,
+    training shard): (H, W) uint8, dark strokes on white.
+
+    Transparency (RGBA, LA, palette) is flattened on white and 16-bit input scaled, as for photos;
+    the darkest channel becomes the grey level, so a stroke in any saturated colour stays dark.
+    Raises SketchgenError (decode_error, too_large, too_small).
+    """
+    return _decode(_open(data, max_pixels, min_side), None, grey=True)
 
 
 def _convert(img: Image.Image) -> np.ndarray:

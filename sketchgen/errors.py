@@ -1,7 +1,13 @@
 """Row-level failures that a pipeline records instead of crashing on."""
+from fsbir import FsbirError
+
+# Reasons sketchgen gives; the shard format lists them with the other row status values.
+DECODE_ERROR = "decode_error"
+TOO_LARGE = "too_large"
+TOO_SMALL = "too_small"
 
 
-class SketchgenError(Exception):
+class SketchgenError(FsbirError):
     """A reason a single input cannot become a (photo, sketch) pair.
 
     `reason` is the short machine status written to the shard (`decode_error`, `too_large`, ...);

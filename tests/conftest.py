@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines.demo_catalog import write_demo_catalog
+from fsbir.pipelines.demo_catalog import write_demo_catalog
 
 
 @pytest.fixture(scope="session")
@@ -35,28 +35,28 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 @pytest.fixture(scope="session")
 def demo_shards(tmp_path_factory) -> Path:
     """Shards of a 64-item demo catalog at 96 px, built by the real pipeline."""
-    from pipelines.build import BuildConfig, run_build
-    from pipelines.catalog import CatalogSpec
+    from fsbir.pipelines.build import BuildConfig, run_build
+    from fsbir.pipelines.catalog import CatalogSpec
 
     root = tmp_path_factory.mktemp("demo_shards")
     catalog = write_demo_catalog(root / "catalog", n=64, seed=11, size=128)
     out = root / "shards"
-    run_build(BuildConfig(CatalogSpec(str(catalog)), str(out), image_size=96, shard_size=32, workers=1,
+    run_build(BuildConfig(catalog=CatalogSpec(str(catalog)), out_dir=str(out), image_size=96, shard_size=32, workers=1,
                           val_fraction=0.2, test_fraction=0.2))
     return out
 
 
 @pytest.fixture(scope="session")
 def tiny_model():
-    from retrieval.factory import ModelSpec, create_model
+    from fsbir.retrieval.factory import ModelSpec, create_model
 
-    return create_model(ModelSpec("fsbir-tiny"))
+    return create_model(ModelSpec(model="fsbir-tiny"))
 
 
 @pytest.fixture(scope="session")
 def demo_run(demo_shards, tmp_path_factory) -> Path:
     """A run folder with a checkpoint of fsbir-tiny trained for one epoch on demo_shards."""
-    from retrieval.train import TrainConfig, train
+    from fsbir.retrieval.training import TrainConfig, train
 
     out = tmp_path_factory.mktemp("demo_run")
     train(TrainConfig(shards=str(demo_shards), out=str(out), epochs=1, batch_size=8, workers=0, warmup_steps=2))
@@ -65,8 +65,8 @@ def demo_run(demo_shards, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def demo_index(demo_shards, demo_run, tmp_path_factory) -> Path:
-    from retrieval.index import IndexConfig, build_index
+    from fsbir.retrieval.index import IndexConfig, build_index
 
     out = tmp_path_factory.mktemp("demo_index")
-    build_index(IndexConfig(str(demo_shards), str(demo_run), str(out)))
+    build_index(IndexConfig(shards=str(demo_shards), checkpoint=str(demo_run), out=str(out)))
     return out

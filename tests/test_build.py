@@ -13,10 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from pipelines.build import BuildConfig, run_build
-from pipelines.catalog import CatalogSpec
-from pipelines.demo_catalog import write_demo_catalog
-from pipelines.shards import shard_files, split_for
+from fsbir.pipelines.build import BuildConfig, run_build
+from fsbir.pipelines.catalog import CatalogSpec
+from fsbir.pipelines.demo_catalog import write_demo_catalog
+from fsbir.shardformat import shard_files, split_for
 from tests.conftest import encode, photo, write_jsonl
 
 BASE_COLUMNS = ["key", "product_id", "caption", "split", "image", "sketch", "sketch_method", "sketch_params",
@@ -27,7 +27,7 @@ BASE_COLUMNS = ["key", "product_id", "caption", "split", "image", "sketch", "ske
 def build(catalog, out, **kw):
     kw.setdefault("workers", 1)
     spec_kw = {k: kw.pop(k) for k in ("id_column", "caption_column", "image_pattern") if k in kw}
-    return run_build(BuildConfig(CatalogSpec(str(catalog), **spec_kw), str(out), **kw))
+    return run_build(BuildConfig(catalog=CatalogSpec(str(catalog), **spec_kw), out_dir=str(out), **kw))
 
 
 @pytest.fixture(scope="module")
@@ -97,11 +97,18 @@ def test_rerun_skips_finished_shards(built, demo_catalog):
 
 
 def test_rerun_with_other_settings_refused(built, demo_catalog):
-    from pipelines.catalog import CatalogError
+    from fsbir.pipelines.build import OutputFolderError
 
     out, _ = built
-    with pytest.raises(CatalogError, match="other settings"):
+    with pytest.raises(OutputFolderError, match=r"other settings \(shard_size differ"):
         build(demo_catalog, out, shard_size=7, image_size=96)
+
+
+def test_rerun_with_catalog_path_spelled_differently_resumes(built, demo_catalog, monkeypatch):
+    out, first = built
+    monkeypatch.chdir(demo_catalog.parent)
+    again = build(Path("./catalog/"), out, shard_size=10, image_size=96)
+    assert again.shards_written == 0 and again.inputs == first.inputs
 
 
 def test_worker_pool_gives_same_rows(built, demo_catalog, tmp_path):

@@ -5,7 +5,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.catalog import CatalogError, CatalogSpec, clean_text, read_catalog, sniff_format
+from fsbir.pipelines.catalog import CatalogError, CatalogSpec, clean_text, read_catalog, sniff_format
 from tests.conftest import encode, photo, write_jsonl
 
 

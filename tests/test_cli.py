@@ -3,8 +3,8 @@ import json
 import pandas as pd
 from typer.testing import CliRunner
 
-from cli import app
-from pipelines.shards import shard_files
+from fsbir.cli import app
+from fsbir.shardformat import shard_files
 
 runner = CliRunner()
 

@@ -1,6 +1,6 @@
 import pytest
 
-from sketchgen import DEFAULT_LIGHT_WORDS, needs_light_item_path
+from fsbir.sketchgen import DEFAULT_LIGHT_WORDS, needs_light_item_path
 
 
 @pytest.mark.parametrize("caption", [

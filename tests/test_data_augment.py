@@ -1,17 +1,18 @@
 import numpy as np
 import torch
 
-from retrieval.data import LoaderConfig, count_rows, iter_rows, make_loader, unique_batches
-from retrieval.transforms import sketch_tensor
-from sketchgen.augment import SketchAugment, augment_sketch
-from sketchgen.strokes import render_strokes
+from fsbir.retrieval.data import LoaderConfig, iter_rows, make_loader, unique_batches
+from fsbir.shardformat import count_ok_rows
+from fsbir.retrieval.transforms import sketch_tensor
+from fsbir.sketchgen.augment import SketchAugment, augment_sketch
+from fsbir.sketchgen.strokes import render_strokes
 
 
 def test_count_and_iter_rows_agree(demo_shards):
     for split in ("train", "val", "test", "all"):
         rows = list(iter_rows(demo_shards, split, ["product_id"]))
-        assert len(rows) == count_rows(demo_shards, split)
-    assert count_rows(demo_shards, "all") == 64
+        assert len(rows) == count_ok_rows(demo_shards, split)
+    assert count_ok_rows(demo_shards, "all") == 64
 
 
 def test_parts_cover_rows_exactly_once(demo_shards):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sketchgen import SketchgenError, load_rgb
+from fsbir.sketchgen import SketchgenError, load_rgb
 from tests.conftest import encode, photo
 
 

@@ -3,7 +3,7 @@ import json
 import numpy as np
 from PIL import Image
 
-from pipelines.demo_catalog import COLOURS, PATTERNS, VARIANTS, demo_items, render_item, write_demo_catalog
+from fsbir.pipelines.demo_catalog import COLOURS, PATTERNS, VARIANTS, demo_items, render_item, write_demo_catalog
 
 
 def test_deterministic_per_seed(tmp_path):

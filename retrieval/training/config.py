@@ -1,0 +1,105 @@
+"""Training settings: one dataclass holds every default; a TOML file and command-line options
+override it; a resumed run starts from the settings its checkpoint was trained with."""
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from fsbir import FsbirError
+from fsbir.sketchgen.augment import SketchAugment
+
+from ..factory import ModelSpec
+
+# Settings a resumed run may change; everything else is fixed by the checkpoint.
+RUNTIME_SETTINGS = ("epochs", "device", "workers", "max_steps", "shards", "out")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    shards: str
+    out: str
+    model: str = "fsbir-tiny"
+    pretrained: str = "none"
+    fusion: str = "avg"
+    sketch_tower: str = "shared"
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    tower_lr_scale: float = 0.1  # pretrained towers learn at lr × this; new parts at lr
+    weight_decay: float = 0.1
+    warmup_steps: int = 50
+    grad_clip: float = 1.0
+    accum_steps: int = 1
+    seed: int = 0
+    device: str = "auto"
+    workers: int = 2
+    shuffle_buffer: int = 2048
+    query_dropout_sketch: float = 0.1
+    query_dropout_text: float = 0.1
+    # Weight of extra InfoNCE terms sketch→photo and text→photo beside the fused one (0 = the fused
+    # loss alone; 0.5 measured better for every mode on the demo catalog, see the README).
+    single_mode_weight: float = 0.5
+    augment: SketchAugment = field(default_factory=SketchAugment)
+    eval_k: int = 10
+    max_steps: int | None = None  # stop early (smoke tests, benchmarks)
+    category_column: str | None = None
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.epochs >= 1, f"epochs must be at least 1, not {self.epochs}"),
+            (self.batch_size >= 2, f"batch-size must be at least 2 (InfoNCE needs negatives), not {self.batch_size}"),
+            (self.accum_steps >= 1, f"accum-steps must be at least 1, not {self.accum_steps}"),
+            (self.workers >= 0, f"workers must be 0 or more, not {self.workers}"),
+            (math.isfinite(self.lr) and self.lr > 0, f"lr must be a positive finite number, not {self.lr}"),
+            (self.max_steps is None or self.max_steps >= 1, f"max-steps must be at least 1, not {self.max_steps}"),
+            (0 <= self.query_dropout_sketch + self.query_dropout_text <= 1,
+             "query dropout of sketch and text must add up to at most 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise FsbirError(message)
+
+    @property
+    def spec(self) -> ModelSpec:
+        return ModelSpec(model=self.model, pretrained=self.pretrained, fusion=self.fusion,
+                         sketch_tower=self.sketch_tower)
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(asdict(self)))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise FsbirError(f"unknown training settings: {', '.join(sorted(unknown))}; "
+                             f"known: {', '.join(sorted(known))}")
+        if isinstance(values.get("augment"), dict):
+            values = {**values, "augment": SketchAugment(**values["augment"])}
+        return cls(**values)
+
+
+def load_config(toml_path: str | None, overrides: dict[str, Any], saved: dict | None = None) -> TrainConfig:
+    """Defaults (or, when resuming, the checkpoint's settings) < TOML file < command-line options
+    that were given. A resumed run refuses changes to what the checkpoint fixes."""
+    values: dict[str, Any] = dict(saved or {})
+    given: dict[str, Any] = {}
+    if toml_path:
+        try:
+            with open(toml_path, "rb") as fh:
+                given.update(tomllib.load(fh))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise FsbirError(f"cannot read the config file {toml_path}: {exc}") from None
+    given.update(overrides)
+    if saved is not None:
+        changed = sorted(k for k, v in given.items() if k not in RUNTIME_SETTINGS and k in saved
+                         and json.loads(json.dumps(v if not hasattr(v, "__dataclass_fields__") else asdict(v))) != saved[k])
+        if changed:
+            kept = ", ".join(f"{k}={saved[k]!r}" for k in changed)
+            raise FsbirError(f"--resume continues with the checkpoint's settings ({kept}); drop "
+                             f"{', '.join('--' + k.replace('_', '-') for k in changed)} or start a new run in another --out")
+    values.update(given)
+    return TrainConfig.from_dict(values)

@@ -1,0 +1,100 @@
+"""One training epoch: query dropout, the InfoNCE loss mix, gradient accumulation, clipping."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import torch
+
+from fsbir import FsbirError
+
+from ..loss import info_nce
+from .config import TrainConfig
+
+
+class TrainingDiverged(FsbirError):
+    """The loss or a gradient became NaN or infinite."""
+
+
+@dataclass
+class EpochProgress:
+    """Where an epoch stands; a run stopped mid-epoch saves it and resumes from it."""
+
+    seen: int = 0
+    loss_sum: float = 0.0
+
+
+def query_masks(n: int, generator: torch.Generator, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """(has_sketch, has_text): a share of queries drop their sketch and another share their text,
+    so single-mode queries work. One draw per row, so replaying an epoch replays the masks."""
+    draw = torch.rand(n, generator=generator)
+    has_sketch = draw >= cfg.query_dropout_sketch
+    has_text = ~(has_sketch & (draw < cfg.query_dropout_sketch + cfg.query_dropout_text))
+    return has_sketch, has_text
+
+
+def batch_loss(model, batch: dict, has_sketch: torch.Tensor, has_text: torch.Tensor, cfg: TrainConfig,
+               device: str) -> torch.Tensor:
+    """InfoNCE of the fused query against the photo, plus the sketch-only and text-only terms at
+    `single_mode_weight`."""
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda")):
+        photos, queries, sketch_emb, text_emb = model(
+            batch["images"].to(device), batch["sketches"].to(device), batch["tokens"].to(device),
+            has_sketch.to(device), has_text.to(device))
+        photos = photos.float()
+        loss = info_nce(queries.float(), photos, model.logit_scale)
+        if cfg.single_mode_weight:
+            loss = loss + cfg.single_mode_weight * (
+                info_nce(sketch_emb.float(), photos, model.logit_scale)
+                + info_nce(text_emb.float(), photos, model.logit_scale)) / 2
+    return loss
+
+
+def _check_finite(loss: torch.Tensor, model, step: int) -> None:
+    if not torch.isfinite(loss):
+        raise TrainingDiverged(f"the loss became {loss.item()} at step {step}; lower --lr (no checkpoint "
+                               "was written for this step)")
+    for p in model.parameters():
+        if p.grad is not None and not torch.isfinite(p.grad).all():
+            raise TrainingDiverged(f"a gradient became NaN or infinite at step {step}; lower --lr")
+
+
+def train_one_epoch(model, batches: Iterable[dict], optimizer, scheduler, cfg: TrainConfig, *, epoch: int,
+                    step: int, skip_batches: int, progress: EpochProgress, device: str,
+                    steps_per_epoch: int, on_step: Callable[[dict], None] | None = None) -> tuple[int, bool, float]:
+    """Run one epoch from `step`; returns (step, stopped early by max_steps, seconds).
+
+    The first `skip_batches` batches are drawn and dropped (with their dropout draws), so a run
+    resumed mid-epoch continues exactly where an uninterrupted one would be.
+    """
+    generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    start, micro = time.perf_counter(), 0
+    for batch in batches:
+        has_sketch, has_text = query_masks(batch["images"].shape[0], generator, cfg)
+        if skip_batches > 0:
+            skip_batches -= 1
+            continue
+        n = batch["images"].shape[0]
+        loss = batch_loss(model, batch, has_sketch, has_text, cfg, device)
+        (loss / cfg.accum_steps).backward()
+        micro += 1
+        progress.seen += n
+        progress.loss_sum += loss.item() * n
+        if micro % cfg.accum_steps:
+            continue
+        _check_finite(loss, model, step + 1)
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        if on_step:
+            on_step({"epoch": epoch, "step": step, "loss": loss.item(), "lr": scheduler.get_last_lr()[0],
+                     "samples": n, "steps_per_epoch": steps_per_epoch})
+        if cfg.max_steps and step >= cfg.max_steps and step < (epoch + 1) * steps_per_epoch:
+            return step, True, time.perf_counter() - start
+    return step, False, time.perf_counter() - start
