@@ -10,9 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
-import click
 import typer
-from click.core import ParameterSource
 from typer.core import TyperGroup
 
 from fsbir import FsbirError
@@ -27,7 +25,7 @@ from fsbir.sketchgen import SketchSettings
 class _OneLineErrors(TyperGroup):
     """Turns an FsbirError raised by any command into `error: ...` on stderr and exit 2."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
         except FsbirError as exc:
@@ -55,8 +53,8 @@ def default(config: Any, name: str) -> Any:
 
 def given(ctx: typer.Context, values: dict[str, Any]) -> dict[str, Any]:
     """The options the user typed (not their defaults), for settings that layer over a file."""
-    return {k: v for k, v in values.items()
-            if ctx.get_parameter_source(k) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)}
+    typed = {"COMMANDLINE", "ENVIRONMENT"}  # by name: typer may carry its own copy of click's enum
+    return {k: v for k, v in values.items() if getattr(ctx.get_parameter_source(k), "name", None) in typed}
 
 
 def _words(value: Optional[str]) -> Optional[tuple[str, ...]]:
@@ -197,13 +195,13 @@ def evaluate(
     """Recall@1/5/K, MRR and median rank for sketch, text and sketch+text queries."""
     from fsbir.pipelines.terminal import eval_with_progress
 
-    if not checkpoint and pretrained == "none":
-        typer.secho("note: no --checkpoint and --pretrained none: evaluating a randomly initialised model", err=True)
     eval_with_progress(EvalConfig(
         shards=shards, checkpoint=checkpoint, model=model, pretrained=pretrained, split=split, k=k,
         batch_size=batch_size, category_column=category_column, queries=queries, query_text=query_text,
         category_map=str(category_map) if category_map else None, json_path=str(json_path) if json_path else None,
         device=device))
+    if not checkpoint and pretrained == "none":
+        typer.secho("note: no --checkpoint and --pretrained none: that was a randomly initialised model", err=True)
 
 
 @app.command()

@@ -94,50 +94,68 @@ def _jobs(rows: Iterator[CatalogRow], shard_size: int, skip: Callable[[int], boo
         yield ShardJob(shard_id, batch)
 
 
-def run_build(config: BuildConfig, on_rows: Callable[[int], None] = lambda n: None,
-              on_shard: Callable[[dict], None] = lambda s: None) -> BuildSummary:
-    """Build (or resume) the shards of one catalog. Catalog-level problems raise CatalogError."""
+@dataclass
+class PreparedBuild:
+    """A build whose catalog is open and whose output folder is checked: what can fail up front
+    has failed before any work starts."""
+
+    config: BuildConfig
+    out: Path
+    extra_columns: dict[str, str]
+    rows: Iterator[CatalogRow]
+
+    def run(self, on_rows: Callable[[int], None] = lambda n: None,
+            on_shard: Callable[[dict], None] = lambda s: None) -> BuildSummary:
+        config, out = self.config, self.out
+        rows = self.rows if config.limit is None else itertools.islice(self.rows, config.limit)
+        settings = WorkerSettings(
+            pair=PairSettings(
+                image_size=config.image_size, max_pixels=config.max_pixels, min_side=config.min_side,
+                light_words=tuple(config.light_words), sketch=config.sketch,
+            ),
+            out_dir=str(out),
+            extra_columns=tuple(self.extra_columns.values()),
+            val_fraction=config.val_fraction,
+            test_fraction=config.test_fraction,
+        )
+        writer = ShardWriter(out, shard_schema(settings.extra_columns))
+        skipped: list[int] = []
+        written: list[dict] = []
+
+        def skip(shard_id: int) -> bool:
+            if writer.is_done(shard_id):
+                skipped.append(shard_id)
+                return True
+            return False
+
+        def done(stats: dict) -> None:
+            written.append(stats)
+            on_shard(stats)
+
+        start = time.perf_counter()
+        LocalEngine(config.workers).run(run_shard_job, _jobs(rows, config.shard_size, skip), settings, on_rows, done)
+        renamed = {c: stored for c, stored in self.extra_columns.items() if c != stored}
+        return summarize(out, config, len(written), len(skipped), time.perf_counter() - start, renamed)
+
+
+def prepare_build(config: BuildConfig) -> PreparedBuild:
+    """Open the catalog and claim the output folder; catalog and folder problems raise here."""
     out = Path(config.out_dir)
     extra_columns, rows = open_catalog(config.catalog)
     try:
         out.mkdir(parents=True, exist_ok=True)
         _check_settings(out, _fingerprint(config))
+        for stale in out.glob(".shard-*.tmp-*"):  # left by a killed run; never a finished shard
+            stale.unlink()
     except OSError as exc:
         raise OutputFolderError(f"cannot write to the output folder {out}: {exc.strerror or exc}") from None
-    for stale in out.glob(".shard-*.tmp-*"):  # left by a killed run; never a finished shard
-        stale.unlink()
-    if config.limit is not None:
-        rows = itertools.islice(rows, config.limit)
-    settings = WorkerSettings(
-        pair=PairSettings(
-            image_size=config.image_size, max_pixels=config.max_pixels, min_side=config.min_side,
-            light_words=tuple(config.light_words), sketch=config.sketch,
-        ),
-        out_dir=str(out),
-        extra_columns=tuple(extra_columns.values()),
-        val_fraction=config.val_fraction,
-        test_fraction=config.test_fraction,
-    )
-    skipped: list[int] = []
-    writer = ShardWriter(out, shard_schema(settings.extra_columns))
+    return PreparedBuild(config, out, extra_columns, rows)
 
-    def skip(shard_id: int) -> bool:
-        done = writer.is_done(shard_id)
-        if done:
-            skipped.append(shard_id)
-        return done
 
-    start = time.perf_counter()
-    written = 0
-
-    def done(stats: dict) -> None:
-        nonlocal written
-        written += 1
-        on_shard(stats)
-
-    LocalEngine(config.workers).run(run_shard_job, _jobs(rows, config.shard_size, skip), settings, on_rows, done)
-    renamed = {c: stored for c, stored in extra_columns.items() if c != stored}
-    return summarize(out, config, written, len(skipped), time.perf_counter() - start, renamed)
+def run_build(config: BuildConfig, on_rows: Callable[[int], None] = lambda n: None,
+              on_shard: Callable[[dict], None] = lambda s: None) -> BuildSummary:
+    """Build (or resume) the shards of one catalog."""
+    return prepare_build(config).run(on_rows, on_shard)
 
 
 def _check_settings(out: Path, fingerprint: dict) -> None:

@@ -17,9 +17,10 @@ from fsbir.retrieval.evaluate import EvalConfig, results_table, run_eval
 from fsbir.retrieval.index import IndexConfig, SearchEngine, build_index, results_json
 from fsbir.retrieval.training import TrainConfig, train
 from fsbir.shardformat import STATUS_OK, count_ok_rows
-from fsbir.sketchgen import decode_sketch
+from fsbir import FsbirError
+from fsbir.sketchgen import SketchgenError, decode_sketch
 
-from .build import BuildConfig, BuildSummary, run_build
+from .build import BuildConfig, BuildSummary, prepare_build
 from .catalog import count_catalog_rows
 
 console = Console(stderr=True)
@@ -27,22 +28,29 @@ console = Console(stderr=True)
 
 @contextmanager
 def row_progress(description: str, total: int | None, unit: str = "rows") -> Iterator:
-    """A progress bar with a rate column; yields a function advance(n)."""
+    """A progress bar with a rate column; yields a function advance(n). The bar appears at the
+    first advance, so an error raised before any work is the only thing printed."""
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
         TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
         console=console, transient=False,
     )
-    with progress:
-        task = progress.add_task(description, total=total, rate="")
+    task = progress.add_task(description, total=total, rate="", start=False)
 
-        def advance(n: int) -> None:
-            progress.advance(task, n)
-            t = progress.tasks[task]
-            if t.elapsed:
-                progress.update(task, rate=f"{t.completed / t.elapsed:.1f} {unit}/s")
+    def advance(n: int) -> None:
+        if not progress.live.is_started:
+            progress.start()
+            progress.start_task(task)
+        progress.advance(task, n)
+        t = progress.tasks[task]
+        if t.elapsed:
+            progress.update(task, rate=f"{t.completed / t.elapsed:.1f} {unit}/s")
 
+    try:
         yield advance
+    finally:
+        if progress.live.is_started:
+            progress.stop()
 
 
 def status_table(title: str, counts: dict[str, int], total: int) -> Table:
@@ -61,8 +69,9 @@ def build_with_progress(config: BuildConfig) -> BuildSummary:
     total = count_catalog_rows(config.catalog)
     if total is not None and config.limit is not None:
         total = min(total, config.limit)
+    build = prepare_build(config)
     with row_progress("build-dataset", total) as advance:
-        summary = run_build(config, on_rows=advance)
+        summary = build.run(on_rows=advance)
     console.print(status_table(f"{summary.inputs} input rows → {summary.out_dir}", summary.by_status, summary.inputs))
     console.print(
         f"sketch branch: {summary.by_method}  ok rows by split: {summary.by_split}  "
@@ -161,8 +170,6 @@ def run_search(req: SearchRequest) -> list:
 
 def read_sketch_file(path: str, max_pixels: int = 4_000_000):
     """A drawing from a file, decoded like every sketch; a missing or unreadable file is an FsbirError."""
-    from fsbir import FsbirError
-
     try:
         with open(path, "rb") as fh:
             data = fh.read(64 * 1024 * 1024 + 1)
@@ -170,5 +177,5 @@ def read_sketch_file(path: str, max_pixels: int = 4_000_000):
         raise FsbirError(f"cannot read the sketch {path}: {exc.strerror or exc}") from None
     try:
         return decode_sketch(data, max_pixels=max_pixels)
-    except FsbirError as exc:
-        raise FsbirError(f"sketch {path}: {exc}") from None
+    except SketchgenError as exc:
+        raise FsbirError(f"sketch {path}: {exc.reason}: {exc}") from None

@@ -85,3 +85,38 @@ def test_undecodable(data):
     with pytest.raises(SketchgenError) as err:
         load_rgb(data)
     assert err.value.reason == "decode_error"
+
+
+def stroke_drawing(mode: str) -> bytes:
+    """A vertical stroke on transparent (or white) paper, written in the given mode."""
+    if mode == "I;16":
+        arr = np.full((64, 64), 65535, np.uint16)
+        arr[8:56, 30:34] = 0
+        return encode(Image.fromarray(arr), "PNG")
+    rgba = np.zeros((64, 64, 4), np.uint8)  # transparent black paper, as a canvas exports it
+    rgba[8:56, 30:34] = (200, 0, 0, 255)  # a red pen
+    img = Image.fromarray(rgba, "RGBA")
+    if mode == "RGBA":
+        return encode(img, "PNG")
+    if mode == "LA":
+        return encode(img.convert("LA"), "PNG")
+    pal = img.convert("P", palette=Image.Palette.ADAPTIVE, colors=4)
+    return encode(pal, "PNG", transparency=pal.getpixel((0, 0)))
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "P", "I;16"])
+def test_decode_sketch_any_mode_gives_dark_strokes_on_white(mode):
+    from fsbir.sketchgen import decode_sketch
+
+    grey = decode_sketch(stroke_drawing(mode))
+    assert grey.shape == (64, 64) and grey.dtype == np.uint8
+    assert (grey[:, :20] == 255).all(), "paper must be white"
+    assert grey[8:56, 30:34].max() < 128, "the stroke must stay dark, whatever its colour"
+
+
+def test_decode_sketch_caps_pixels_from_the_header():
+    from fsbir.sketchgen import decode_sketch
+
+    with pytest.raises(SketchgenError) as err:
+        decode_sketch(encode(Image.new("1", (5000, 5000), 1), "PNG"), max_pixels=1_000_000)
+    assert err.value.reason == "too_large"

@@ -52,12 +52,21 @@ def test_query_needs_something(demo_index):
         SearchEngine(demo_index).search(None, "   ")
 
 
-def test_other_checkpoint_refused(demo_index, demo_shards, tmp_path):
-    from fsbir.retrieval.training import TrainConfig, train
+def test_other_checkpoint_refused(demo_index, demo_run, tmp_path):
+    """One changed weight is another model: its fingerprint differs and the index refuses it."""
+    import torch
 
-    train(TrainConfig(shards=str(demo_shards), out=str(tmp_path / "other"), epochs=1, batch_size=8, workers=0, seed=9))
+    from fsbir.retrieval.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
+
+    ckpt = load_checkpoint(demo_run)
+    name = next(iter(ckpt["model"]))
+    ckpt["model"][name] = ckpt["model"][name].clone()
+    ckpt["model"][name].view(-1)[0] += 1e-3
+    save_checkpoint(tmp_path / "other.pt", ckpt)
+    assert resolve_checkpoint(demo_run) != tmp_path / "other.pt"
     with pytest.raises(IndexMismatchError, match="not the model this index was built with"):
-        SearchEngine(demo_index, checkpoint=str(tmp_path / "other"))
+        SearchEngine(demo_index, checkpoint=str(tmp_path / "other.pt"))
+    SearchEngine(demo_index, checkpoint=str(resolve_checkpoint(demo_run)))  # the same weights are accepted
 
 
 @pytest.mark.parametrize("kind", ["ivf", "hnsw"])

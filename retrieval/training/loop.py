@@ -58,7 +58,11 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: Callable[[dict], None
 
     _seed_everything(cfg.seed)
     model, pp, tokenizer = create_model(cfg.spec, device=device)
-    batch_size = min(cfg.batch_size, n_train)
+    # Each DataLoader worker batches its own share of the rows, so a batch must fit in one share.
+    batch_size = min(cfg.batch_size, n_train // max(1, cfg.workers))
+    if batch_size < 2:
+        raise FsbirError(f"{n_train} train rows split over {cfg.workers} data workers leave no batch of 2; "
+                         "use fewer --workers")
     steps_per_epoch = max(1, n_train // batch_size // cfg.accum_steps)
     optimizer, scheduler = make_optimizer(model, cfg, steps_per_epoch * cfg.epochs)
     step, start_epoch, best = 0, 0, -float("inf")
@@ -94,7 +98,10 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: Callable[[dict], None
         if stopped:  # mid-epoch stop: a resumable checkpoint, no epoch record yet
             checkpoint(epoch, {"best_val": best}, progress, "last.pt")
             break
-        train_loss = progress.loss_sum / max(1, progress.seen)
+        if progress.seen == 0:
+            raise FsbirError(f"epoch {epoch + 1} ran no training step (batch size {batch_size}, "
+                             f"{n_train} train rows); lower --batch-size")
+        train_loss = progress.loss_sum / progress.seen
         record = {"epoch": epoch + 1, "step": step, "train_loss": train_loss, "lr": scheduler.get_last_lr()[0],
                   "samples_per_s": (progress.seen - seen_before) / seconds if seconds else 0.0,
                   "logit_scale": float(model.logit_scale.detach().exp())}
