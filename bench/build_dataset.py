@@ -11,6 +11,7 @@ whether memory grows with catalog size.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import shutil
 import subprocess
@@ -26,8 +27,7 @@ from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fsbir.pipelines.catalog import CatalogSpec, read_catalog  # noqa: E402
+from fsbir.pipelines.catalog import CatalogSpec, read_catalog 
 
 
 def bare_loop(paths: list[str], size: int) -> float:
@@ -35,7 +35,7 @@ def bare_loop(paths: list[str], size: int) -> float:
     for p in paths:
         with open(p, "rb") as fh:
             data = fh.read()
-        img = Image.open(__import__("io").BytesIO(data)).convert("RGB")
+        img = Image.open(io.BytesIO(data)).convert("RGB")
         rgb = np.asarray(img)
         h, w = rgb.shape[:2]
         s = size / max(h, w)
@@ -52,8 +52,8 @@ def run_fsbir(catalog: Path, out: Path, workers: int, size: int, shard_size: int
     """(wall seconds, run_build seconds, peak RSS MiB of the process tree) of one build-dataset run;
     run_build's time leaves out the interpreter start and imports but includes the worker pool's start."""
     code = (
-        "import time; from pipelines.build import BuildConfig, run_build; from pipelines.catalog import CatalogSpec;"
-        f"t = time.perf_counter(); run_build(BuildConfig(catalog=CatalogSpec({str(catalog)!r}), out_dir={str(out)!r}, workers={workers},"
+        "import time; from fsbir.pipelines.build import BuildConfig, run_build; from fsbir.pipelines.catalog import CatalogSpec;"
+        f"t = time.perf_counter(); run_build(BuildConfig(catalog=CatalogSpec(source={str(catalog)!r}), out_dir={str(out)!r}, workers={workers},"
         f" image_size={size}, shard_size={shard_size})); print(time.perf_counter() - t)"
     )
     start = time.perf_counter()

@@ -15,8 +15,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fsbir.retrieval.index import make_faiss_index, set_search_params  # noqa: E402
+from fsbir.retrieval.index import make_faiss_index, set_search_params 
 
 
 def percentiles(times: list[float]) -> tuple[float, float]:

@@ -16,11 +16,10 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fsbir.retrieval.evaluate import catalog_metrics, embed_split  # noqa: E402
-from fsbir.retrieval.factory import ModelSpec, create_model  # noqa: E402
-from fsbir.retrieval.loss import info_nce  # noqa: E402
-from fsbir.retrieval.training import TrainConfig, train  # noqa: E402
+from fsbir.retrieval.evaluate import catalog_metrics, embed_split 
+from fsbir.retrieval.factory import ModelSpec, create_model 
+from fsbir.retrieval.loss import info_nce 
+from fsbir.retrieval.training import TrainConfig, train 
 
 
 def bare_loop(model_name: str, batch: int, steps: int, warmup: int, device: str) -> float:
