@@ -16,6 +16,7 @@ from typer.core import TyperGroup
 from fsbir import FsbirError
 from fsbir.pipelines.build import BuildConfig
 from fsbir.pipelines.quickstart import QuickstartConfig
+from fsbir.pipelines.web import WebConfig
 from fsbir.retrieval.evaluate import EvalConfig
 from fsbir.retrieval.index import IndexConfig
 from fsbir.retrieval.training import TrainConfig
@@ -23,15 +24,19 @@ from fsbir.sketchgen import SketchSettings
 
 
 class _OneLineErrors(TyperGroup):
-    """Turns an FsbirError raised by any command into `error: ...` on stderr and exit 2."""
+    """Turns an FsbirError (or an operating-system refusal: a read-only folder, a file where a
+    folder should be, a full disk) raised by any command into `error: ...` on stderr and exit 2."""
 
     def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
         except FsbirError as exc:
-            message = " ".join(str(exc).split()) or type(exc).__name__
-            typer.secho(f"error: {message}", fg="red", err=True)
-            raise typer.Exit(2) from None
+            message = str(exc)
+        except OSError as exc:
+            message = f"{exc.strerror or type(exc).__name__}: {exc.filename}" if exc.filename else str(exc)
+        message = " ".join(message.split()) or "failed"
+        typer.secho(f"error: {message}", fg="red", err=True)
+        raise typer.Exit(2)
 
 
 app = typer.Typer(
@@ -253,14 +258,16 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to bind; 127.0.0.1 keeps it on this machine."),
     port: int = typer.Option(8000),
     checkpoint: Optional[str] = typer.Option(None, help="Model to query with (default: the index's)."),
-    max_upload_bytes: int = typer.Option(2_000_000, help="Largest accepted sketch upload."),
+    max_upload_bytes: int = typer.Option(default(WebConfig, "max_upload_bytes"), help="Largest accepted sketch upload."),
+    max_queue: int = typer.Option(default(WebConfig, "max_queue"), help="Searches that may wait for the model; more get HTTP 503 at once."),
 ) -> None:
     """Serve the draw-and-search web page and its JSON API."""
     import uvicorn
 
-    from fsbir.pipelines.web import WebConfig, create_app
+    from fsbir.pipelines.web import create_app
 
-    app_ = create_app(WebConfig(index_dir=str(index_dir), checkpoint=checkpoint, max_upload_bytes=max_upload_bytes))
+    app_ = create_app(WebConfig(index_dir=str(index_dir), checkpoint=checkpoint, max_upload_bytes=max_upload_bytes,
+                                max_queue=max_queue))
     if host not in ("127.0.0.1", "localhost", "::1"):
         typer.secho(f"warning: binding to {host}: the page and its API are open to the network, without "
                     "authentication", fg="yellow", err=True)

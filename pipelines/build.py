@@ -1,6 +1,8 @@
 """`fsbir build-dataset`: catalog → reader → shard jobs → engine (workers) → shards + manifest."""
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import itertools
 import json
 import os
@@ -21,7 +23,37 @@ from .worker import ShardJob, WorkerSettings, run_shard_job
 
 
 class OutputFolderError(FsbirError):
-    """The output folder cannot take this build (built with other settings, not writable)."""
+    """The output folder cannot take this build (built with other settings, not writable, in use)."""
+
+
+class FolderLock:
+    """An exclusive lock on a build's output folder, so two builds never write it at once. The
+    kernel drops it when its process dies, so a lock left by a killed run is simply taken over."""
+
+    NAME = ".fsbir-build.lock"
+
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    @classmethod
+    def acquire(cls, folder: Path) -> "FolderLock":
+        fd = os.open(folder / cls.NAME, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise OutputFolderError(f"{folder} is being built by another fsbir process (pid {holder}); "
+                                    "wait for it or use another output folder") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return cls(fd)
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = -1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,6 +99,7 @@ class BuildSummary:
     failure_ratio: float
     passed: bool
     message: str
+    shards_redone: int = 0  # finished before, but their catalog rows changed since
 
 
 def _fingerprint(config: BuildConfig) -> dict:
@@ -81,17 +114,63 @@ def _fingerprint(config: BuildConfig) -> dict:
     return d
 
 
-def _jobs(rows: Iterator[CatalogRow], shard_size: int, skip: Callable[[int], bool]) -> Iterator[ShardJob]:
+def input_fingerprint(rows: list[CatalogRow]) -> str:
+    """What a shard was made from: ids, captions, image references (or bytes), statuses and extra
+    columns of its rows. A re-run redoes a shard whose inputs changed instead of keeping it."""
+    h = hashlib.sha256()
+    for r in rows:
+        image = hashlib.sha256(r.image_bytes).hexdigest() if r.image_bytes is not None else r.image_ref
+        h.update(json.dumps([r.product_id, r.caption, image, r.status, r.error_message, sorted(r.extras.items())],
+                            ensure_ascii=False).encode("utf-8"))
+    return h.hexdigest()
+
+
+class ShardPlan:
+    """Cuts the catalog rows into shard jobs, leaving out shards already finished from the same
+    inputs; counts the shards so stale ones (from a longer catalog) can be removed."""
+
+    def __init__(self, writer: ShardWriter, shard_size: int):
+        self.writer, self.shard_size = writer, shard_size
+        self.count = 0
+        self.skipped: list[int] = []
+        self.redone: list[int] = []
+
+    def _finished(self, shard_id: int, fingerprint: str) -> bool:
+        if not self.writer.is_done(shard_id):
+            return False
+        stats = json.loads(self.writer.paths(shard_id)[1].read_text())
+        if stats.get("input_fingerprint") == fingerprint:
+            self.skipped.append(shard_id)
+            return True
+        self.redone.append(shard_id)
+        return False
+
+    def jobs(self, rows: Iterator[CatalogRow]) -> Iterator[ShardJob]:
+        for batch in _batched(rows, self.shard_size):
+            shard_id, fingerprint = self.count, input_fingerprint(batch)
+            self.count += 1
+            if not self._finished(shard_id, fingerprint):
+                yield ShardJob(shard_id, batch, fingerprint)
+
+    def remove_stale(self) -> list[int]:
+        """Delete finished shards past the last one of this catalog (it got shorter)."""
+        stale = sorted(int(p.name[6:11]) for p in self.writer.out_dir.glob("shard-*.stats.json"))
+        stale = [i for i in stale if i >= self.count]
+        for shard_id in stale:
+            for path in reversed(self.writer.paths(shard_id)):  # stats first: never a stats file without its shard
+                path.unlink(missing_ok=True)
+        return stale
+
+
+def _batched(rows: Iterator[CatalogRow], size: int) -> Iterator[list[CatalogRow]]:
     batch: list[CatalogRow] = []
-    shard_id = 0
     for row in rows:
         batch.append(row)
-        if len(batch) == shard_size:
-            if not skip(shard_id):
-                yield ShardJob(shard_id, batch)
-            shard_id, batch = shard_id + 1, []
-    if batch and not skip(shard_id):
-        yield ShardJob(shard_id, batch)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 @dataclass
@@ -103,6 +182,7 @@ class PreparedBuild:
     out: Path
     extra_columns: dict[str, str]
     rows: Iterator[CatalogRow]
+    lock: FolderLock
 
     def run(self, on_rows: Callable[[int], None] = lambda n: None,
             on_shard: Callable[[dict], None] = lambda s: None) -> BuildSummary:
@@ -118,24 +198,23 @@ class PreparedBuild:
             val_fraction=config.val_fraction,
             test_fraction=config.test_fraction,
         )
-        writer = ShardWriter(out, shard_schema(settings.extra_columns))
-        skipped: list[int] = []
+        plan = ShardPlan(ShardWriter(out, shard_schema(settings.extra_columns)), config.shard_size)
         written: list[dict] = []
-
-        def skip(shard_id: int) -> bool:
-            if writer.is_done(shard_id):
-                skipped.append(shard_id)
-                return True
-            return False
 
         def done(stats: dict) -> None:
             written.append(stats)
             on_shard(stats)
 
         start = time.perf_counter()
-        LocalEngine(config.workers).run(run_shard_job, _jobs(rows, config.shard_size, skip), settings, on_rows, done)
+        try:
+            LocalEngine(config.workers).run(run_shard_job, plan.jobs(rows), settings, on_rows, done)
+            plan.remove_stale()
+        finally:
+            self.lock.release()
         renamed = {c: stored for c, stored in self.extra_columns.items() if c != stored}
-        return summarize(out, config, len(written), len(skipped), time.perf_counter() - start, renamed)
+        summary = summarize(out, config, len(written), len(plan.skipped), time.perf_counter() - start, renamed)
+        summary.shards_redone = len(plan.redone)
+        return summary
 
 
 def prepare_build(config: BuildConfig) -> PreparedBuild:
@@ -144,12 +223,20 @@ def prepare_build(config: BuildConfig) -> PreparedBuild:
     extra_columns, rows = open_catalog(config.catalog)
     try:
         out.mkdir(parents=True, exist_ok=True)
+        lock = FolderLock.acquire(out)
+    except OSError as exc:
+        raise OutputFolderError(f"cannot write to the output folder {out}: {exc.strerror or exc}") from None
+    try:
         _check_settings(out, _fingerprint(config))
         for stale in out.glob(".shard-*.tmp-*"):  # left by a killed run; never a finished shard
             stale.unlink()
     except OSError as exc:
+        lock.release()
         raise OutputFolderError(f"cannot write to the output folder {out}: {exc.strerror or exc}") from None
-    return PreparedBuild(config, out, extra_columns, rows)
+    except BaseException:
+        lock.release()
+        raise
+    return PreparedBuild(config, out, extra_columns, rows, lock)
 
 
 def run_build(config: BuildConfig, on_rows: Callable[[int], None] = lambda n: None,

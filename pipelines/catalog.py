@@ -7,6 +7,7 @@ row is still written, with its reason.
 from __future__ import annotations
 
 import csv
+import errno
 import itertools
 import json
 import math
@@ -46,6 +47,7 @@ class CatalogRow:
     caption: str | None
     image_bytes: bytes | None = None
     image_path: str | None = None  # absolute, already confined to the root
+    image_root: str | None = None  # the root it was confined to; the worker checks the opened file again
     image_ref: str | None = None  # the reference as written in the catalog
     status: str = Status.OK
     error_message: str | None = None
@@ -101,10 +103,31 @@ def _pick_column(columns: list[str], wanted: str | None, guesses: tuple[str, ...
     return None
 
 
-def confine(root: Path, ref: str) -> Path | None:
-    """Resolve `ref` against `root`; None if the result (after symlinks) leaves the root."""
-    candidate = (root / ref).resolve()
-    return candidate if candidate.is_relative_to(root) else None
+def confine(root: Path, ref: str) -> Path:
+    """Resolve `ref` against `root` (symlinks included); CatalogRefError if it cannot be resolved
+    or the result leaves the root."""
+    if "\x00" in ref:
+        raise CatalogRefError(Status.BAD_IMAGE_REF, "the image path contains a NUL byte")
+    try:
+        candidate = (root / ref).resolve()
+    except RuntimeError as exc:  # Python 3.11's word for a symlink loop
+        raise CatalogRefError(Status.UNSAFE_PATH, f"{ref!r} cannot be resolved: {exc}") from None
+    except OSError as exc:
+        status = Status.UNSAFE_PATH if exc.errno == errno.ELOOP else Status.BAD_IMAGE_REF
+        raise CatalogRefError(status, f"{ref!r} cannot be resolved: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise CatalogRefError(Status.BAD_IMAGE_REF, f"{ref!r} cannot be resolved: {exc}") from None
+    if not candidate.is_relative_to(root):
+        raise CatalogRefError(Status.UNSAFE_PATH, f"{ref!r} resolves outside the catalog root {root}")
+    return candidate
+
+
+class CatalogRefError(Exception):
+    """Why one row's image reference cannot be used; becomes that row's status."""
+
+    def __init__(self, status: str, message: str):
+        super().__init__(message)
+        self.status = status
 
 
 class _RowBuilder:
@@ -154,11 +177,11 @@ class _RowBuilder:
             if not ref:
                 row.status, row.error_message = Status.MISSING_IMAGE_REF, "no image bytes or path in this row"
             else:
-                path = confine(self.root, ref)
-                if path is None:
-                    row.status, row.error_message = Status.UNSAFE_PATH, f"{ref!r} resolves outside the catalog root {self.root}"
-                else:
-                    row.image_path = str(path)
+                try:
+                    row.image_path = str(confine(self.root, ref))
+                    row.image_root = str(self.root)
+                except CatalogRefError as exc:
+                    row.status, row.error_message = exc.status, str(exc)
         pid = clean_text(record.get(self.id_col)) if self.id_col else None
         if pid is None:
             pid = Path(ref).stem if ref and not self.id_col else f"row-{index}"
@@ -169,6 +192,10 @@ class _RowBuilder:
         else:
             self.seen.add(pid)
         return row
+
+
+# Scraped catalogs carry long descriptions; csv's default 128 KiB field limit would abort the read.
+csv.field_size_limit(2**31 - 1)
 
 
 def _csv_rows(path: Path, delimiter: str) -> Iterator[dict[str, Any]]:
@@ -239,12 +266,22 @@ def _parquet_source(spec: CatalogSpec) -> tuple[Path, list[str], Iterator[dict[s
     path = Path(spec.source)
     files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
     root = path if path.is_dir() else path.parent
-    columns = pq.read_schema(files[0]).names
+    opened = []
+    for f in files:  # read every footer now: a broken file is a catalog error, not a crash mid-build
+        try:
+            opened.append(pq.ParquetFile(f))
+        except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for non-Parquet bytes
+            raise CatalogError(f"{f} is not a readable Parquet file ({type(exc).__name__}: "
+                               f"{str(exc).splitlines()[0][:160] if str(exc) else 'no detail'})") from None
+    columns = opened[0].schema_arrow.names
 
     def records() -> Iterator[dict[str, Any]]:
-        for f in files:
-            for batch in pq.ParquetFile(f).iter_batches(batch_size=256):
-                yield from batch.to_pylist()
+        for f, pf in zip(files, opened):
+            try:
+                for batch in pf.iter_batches(batch_size=256):
+                    yield from batch.to_pylist()
+            except Exception as exc:
+                raise CatalogError(f"{f} is damaged: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}") from None
 
     return root, columns, records()
 

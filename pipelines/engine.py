@@ -3,24 +3,47 @@ in a local process pool, or (later) on a distributed engine with the same interf
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import queue
+import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Iterable, Iterator
+
+from fsbir import FsbirError
 
 JobFn = Callable[[Any, Any, Callable[[int], None] | None], dict]
 
 _progress_queue: Any = None
 
 
-def _init_worker(q: Any) -> None:
+class WorkerDied(FsbirError):
+    """A worker process was killed (out of memory, a signal) while it built a shard."""
+
+
+def _init_worker(q: Any, parent_pid: int) -> None:
     global _progress_queue
     _progress_queue = q
+    threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
     try:  # one process per core already: OpenCV's own thread pool would only contend
         import cv2
 
         cv2.setNumThreads(1)
     except ImportError:  # pragma: no cover
         pass
+
+
+def _exit_with_parent(parent_pid: int, interval: float = 0.5) -> None:
+    """A worker whose build process is gone (kill -9) has nobody to hand its shard to: exit."""
+    while True:
+        time.sleep(interval)
+        try:
+            os.kill(parent_pid, 0)
+        except ProcessLookupError:
+            os._exit(1)
+        except PermissionError:  # pragma: no cover - the pid was reused by another user's process
+            os._exit(1)
 
 
 def _report(n: int) -> None:
@@ -52,20 +75,31 @@ class LocalEngine:
         pending: set[Future] = set()
         job_iter: Iterator[Any] = iter(jobs)
         exhausted = False
-        with ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker, initargs=(progress,)) as pool:
+        running: dict[Future, Any] = {}
+        with ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker,
+                                 initargs=(progress, os.getpid())) as pool:
             while True:
                 while not exhausted and len(pending) < self.max_in_flight:
                     job = next(job_iter, None)
                     if job is None:
                         exhausted = True
                     else:
-                        pending.add(pool.submit(_call, fn, job, settings))
+                        fut = pool.submit(_call, fn, job, settings)
+                        running[fut] = getattr(job, "shard_id", "?")
+                        pending.add(fut)
                 if not pending:
                     break
                 done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
                 _drain(progress, on_rows)
                 for fut in done:
-                    on_done(fut.result())
+                    shard = running.pop(fut)
+                    try:
+                        stats = fut.result()
+                    except BrokenProcessPool:
+                        raise WorkerDied(f"a worker process died while building shard {shard} (killed, or out of "
+                                         "memory); finished shards are kept: run the same command again to "
+                                         "resume") from None
+                    on_done(stats)
             _drain(progress, on_rows)
 
 

@@ -75,7 +75,8 @@ def build_with_progress(config: BuildConfig) -> BuildSummary:
     console.print(status_table(f"{summary.inputs} input rows → {summary.out_dir}", summary.by_status, summary.inputs))
     console.print(
         f"sketch branch: {summary.by_method}  ok rows by split: {summary.by_split}  "
-        f"shards written {summary.shards_written}, already done {summary.shards_skipped}  "
+        f"shards written {summary.shards_written} (redone after catalog changes {summary.shards_redone}), "
+        f"already done {summary.shards_skipped}  "
         f"({summary.seconds:.1f}s)"
     )
     if not summary.passed:
@@ -168,7 +169,7 @@ def run_search(req: SearchRequest) -> list:
     return results
 
 
-def read_sketch_file(path: str, max_pixels: int = 4_000_000):
+def read_sketch_file(path: str):
     """A drawing from a file, decoded like every sketch; a missing or unreadable file is an FsbirError."""
     try:
         with open(path, "rb") as fh:
@@ -176,6 +177,6 @@ def read_sketch_file(path: str, max_pixels: int = 4_000_000):
     except OSError as exc:
         raise FsbirError(f"cannot read the sketch {path}: {exc.strerror or exc}") from None
     try:
-        return decode_sketch(data, max_pixels=max_pixels)
+        return decode_sketch(data)
     except SketchgenError as exc:
         raise FsbirError(f"sketch {path}: {exc.reason}: {exc}") from None

@@ -1,6 +1,14 @@
-"""`fsbir serve`: the draw-and-search page and its JSON API (FastAPI)."""
+"""`fsbir serve`: the draw-and-search page and its JSON API (FastAPI).
+
+The model runs on one worker thread, off the event loop, so the page, images and /healthz keep
+answering while searches run; at most `max_queue` searches wait for it, and past that the server
+answers 503 at once instead of piling up. Request bodies are bounded before they are read.
+"""
 from __future__ import annotations
 
+import asyncio
+import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -22,14 +30,19 @@ class WebConfig:
     index_dir: str
     checkpoint: str | None = None
     max_upload_bytes: int = 2_000_000
-    max_pixels: int = 4_000_000
+    max_queue: int = 8  # searches waiting for the model; more get 503
 
 
-def sketch_from_upload(data: bytes, max_pixels: int) -> np.ndarray | None:
+# Room for the multipart framing, the text field and k beside the sketch itself.
+FORM_OVERHEAD_BYTES = 64 * 1024
+
+
+def sketch_from_upload(data: bytes) -> np.ndarray | None:
     """PNG/JPEG upload → (H, W) uint8 black-on-white sketch; None for an empty (blank) canvas.
-    Decoded like every sketch, so a transparent canvas is white, never black."""
+    Decoded like every sketch, so a transparent canvas is white, never black, and pixel count and
+    shape are checked from the header first."""
     try:
-        grey = decode_sketch(data, max_pixels=max_pixels)
+        grey = decode_sketch(data)
     except SketchgenError as exc:
         raise HTTPException(status_code=413 if exc.reason == TOO_LARGE else 400,
                             detail=f"sketch: {exc.reason}: {exc}") from None
@@ -44,9 +57,63 @@ def image_url(product_id: str) -> str:
     return f"/api/items/{quote(product_id, safe='')}/image"
 
 
-def create_app(cfg: WebConfig, engine=None) -> FastAPI:
+class BodyLimit:
+    """ASGI wrapper: a request whose Content-Length is over the limit gets 413 before its body is
+    read; one without Content-Length (chunked) is cut off as soon as it passes the limit."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            return await self._refuse(send)
+        state = {"received": 0, "over": False, "started": False}
+
+        async def bounded_receive():
+            if state["over"]:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                state["received"] += len(message.get("body", b""))
+                if state["received"] > self.limit:
+                    state["over"] = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message):
+            if state["over"]:  # the app's own answer to a cut-off body is replaced by 413
+                if not state["started"]:
+                    state["started"] = True
+                    await self._refuse(send)
+                return
+            state["started"] = state["started"] or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, bounded_receive, guarded_send)
+        except Exception:
+            if not state["over"]:
+                raise
+            if not state["started"]:
+                await self._refuse(send)
+
+    async def _refuse(self, send) -> None:
+        body = json.dumps({"detail": f"request body larger than {self.limit} bytes"}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def create_app(cfg: WebConfig, engine=None):
+    """The ASGI app: FastAPI routes inside the body-size guard."""
     engine = engine or SearchEngine(cfg.index_dir, cfg.checkpoint)
     app = FastAPI(title="fsbir", docs_url=None, redoc_url=None)
+    model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fsbir-model")
+    waiting = {"searches": 0}
     page = (STATIC / "index.html").read_text(encoding="utf-8")
 
     @app.get("/", response_class=HTMLResponse)
@@ -64,16 +131,20 @@ def create_app(cfg: WebConfig, engine=None) -> FastAPI:
             raise HTTPException(status_code=422, detail=f"k must be between 1 and {MAX_K}")
         if text is not None and len(text) > 1000:
             raise HTTPException(status_code=413, detail="text: longer than 1000 characters")
-        image = None
+        data = b""
         if sketch is not None:
             data = await sketch.read(cfg.max_upload_bytes + 1)
             if len(data) > cfg.max_upload_bytes:
                 raise HTTPException(status_code=413, detail=f"sketch: upload larger than {cfg.max_upload_bytes} bytes")
-            if data:
-                image = sketch_from_upload(data, cfg.max_pixels)
-        if image is None and not (text and text.strip()):
-            raise HTTPException(status_code=400, detail="draw something, type a few words, or both")
-        return JSONResponse(results_json(engine.search(image, text, k), image_url))
+        if waiting["searches"] >= cfg.max_queue:
+            raise HTTPException(status_code=503, detail="busy: too many searches waiting; try again shortly",
+                                headers={"Retry-After": "1"})
+        waiting["searches"] += 1
+        try:
+            results = await asyncio.get_running_loop().run_in_executor(model_thread, _search, engine, data, text, k)
+        finally:
+            waiting["searches"] -= 1
+        return JSONResponse(results_json(results, image_url))
 
     @app.get("/api/items/{product_id:path}/image")
     def item_image(product_id: str) -> Response:
@@ -84,4 +155,12 @@ def create_app(cfg: WebConfig, engine=None) -> FastAPI:
         return Response(engine.image_bytes(row), media_type="image/jpeg",
                         headers={"Cache-Control": "public, max-age=3600"})
 
-    return app
+    return BodyLimit(app, cfg.max_upload_bytes + FORM_OVERHEAD_BYTES)
+
+
+def _search(engine, data: bytes, text: str | None, k: int):
+    """Decode and search on the model thread (decoding is CPU work too)."""
+    image = sketch_from_upload(data) if data else None
+    if image is None and not (text and text.strip()):
+        raise HTTPException(status_code=400, detail="draw something, type a few words, or both")
+    return engine.search(image, text, k)

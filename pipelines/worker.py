@@ -1,10 +1,14 @@
 """The worker: one catalog row → one shard record; one shard job → one written shard."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
+import stat
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from fsbir.shardformat import ShardWriter, Status, blank_record, shard_schema, split_for
@@ -18,6 +22,7 @@ from .catalog import CatalogRow
 class ShardJob:
     shard_id: int
     rows: list[CatalogRow]
+    input_fingerprint: str = ""
 
 
 @dataclass(frozen=True)
@@ -31,20 +36,49 @@ class WorkerSettings:
 
 
 def _read_image(row: CatalogRow, max_bytes: int) -> bytes:
+    """The row's image bytes. A file is opened without following a final symlink and without
+    blocking, and the opened descriptor must be a regular file inside the catalog root: a path
+    swapped for a link, a FIFO or a device after the catalog check is refused, never read."""
     if row.image_bytes is not None:
         return row.image_bytes
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
     try:
-        with open(row.image_path, "rb") as fh:
-            data = fh.read(max_bytes + 1)
+        fd = os.open(row.image_path, flags)
     except FileNotFoundError:
         raise SketchgenError(Status.MISSING_FILE, f"no such file: {row.image_ref}") from None
-    except IsADirectoryError:
-        raise SketchgenError(Status.MISSING_FILE, f"is a folder, not a file: {row.image_ref}") from None
     except OSError as exc:
-        raise SketchgenError(Status.READ_ERROR, f"{row.image_ref}: {exc}") from None
+        if exc.errno == errno.ELOOP:
+            raise SketchgenError(Status.UNSAFE_PATH, f"{row.image_ref}: became a symlink after the path check") from None
+        raise SketchgenError(Status.READ_ERROR, f"{row.image_ref}: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise SketchgenError(Status.MISSING_FILE, f"is a folder, not a file: {row.image_ref}")
+        if not stat.S_ISREG(info.st_mode):
+            raise SketchgenError(Status.READ_ERROR, f"{row.image_ref}: not a regular file (a pipe, socket or device)")
+        opened = _opened_path(fd)
+        if opened is not None and row.image_root and not opened.is_relative_to(row.image_root):
+            raise SketchgenError(Status.UNSAFE_PATH, f"{row.image_ref}: the opened file {opened} is outside the root")
+        if info.st_size > max_bytes:
+            raise SketchgenError(Status.TOO_LARGE, f"{row.image_ref}: file larger than {max_bytes} bytes")
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = fh.read(max_bytes + 1)
+    except OSError as exc:
+        raise SketchgenError(Status.READ_ERROR, f"{row.image_ref}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
     if len(data) > max_bytes:
         raise SketchgenError(Status.TOO_LARGE, f"{row.image_ref}: file larger than {max_bytes} bytes")
     return data
+
+
+def _opened_path(fd: int) -> Path | None:
+    """Where an open descriptor really points (Linux /proc); None where the system cannot say."""
+    try:
+        return Path(os.readlink(f"/proc/self/fd/{fd}"))
+    except OSError:
+        return None
 
 
 def process_row(row: CatalogRow, key: str, settings: WorkerSettings) -> dict:
@@ -108,6 +142,7 @@ def run_shard_job(job: ShardJob, settings: WorkerSettings, on_row: Callable[[int
         "last_index": job.rows[-1].index if job.rows else None,
         "by_status": by_status,
         "by_method": by_method,
+        "input_fingerprint": job.input_fingerprint,
         "seconds": round(time.perf_counter() - start, 3),
     }
     ShardWriter(settings.out_dir, shard_schema(settings.extra_columns)).write(job.shard_id, records, stats)

@@ -174,7 +174,7 @@ def _read_query_sketch(root: Path, ref: str, where: str):
     if not path.is_file():
         raise FsbirError(f"{where}: no sketch file at {ref!r}")
     try:
-        return decode_sketch(path.read_bytes(), max_pixels=4_000_000)
+        return decode_sketch(path.read_bytes())
     except SketchgenError as exc:
         raise FsbirError(f"{where}: sketch {ref!r}: {exc.reason}: {exc}") from None
 

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fsbir import FsbirError
-from fsbir.sketchgen.errors import DECODE_ERROR, TOO_LARGE, TOO_SMALL
+from fsbir.sketchgen.errors import BAD_ASPECT, DECODE_ERROR, TOO_LARGE, TOO_SMALL
 
 from .atomic import atomic_path, atomic_write_bytes, atomic_write_json
 
@@ -47,6 +47,7 @@ class Status:
     DECODE_ERROR = DECODE_ERROR
     TOO_LARGE = TOO_LARGE
     TOO_SMALL = TOO_SMALL
+    BAD_ASPECT = BAD_ASPECT
     PROCESSING_ERROR = "processing_error"
     # photo and sketch made, but no caption to train on
     EMPTY_CAPTION = "empty_caption"

@@ -8,13 +8,17 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import DECODE_ERROR, TOO_LARGE, TOO_SMALL, SketchgenError
+from .errors import BAD_ASPECT, DECODE_ERROR, TOO_LARGE, TOO_SMALL, SketchgenError
 
 # We enforce our own pixel cap from the header (before decoding), so PIL's bomb check is redundant.
 Image.MAX_IMAGE_PIXELS = None
 
 DEFAULT_MAX_PIXELS = 40_000_000
 DEFAULT_MIN_SIDE = 16
+# A drawing is a canvas, not a catalog photo: smaller, and never a thin strip. Both are checked
+# from the header, so a few-KB PNG of 8 × 500,000 pixels is refused before it is decoded.
+DRAWING_MAX_PIXELS = 4_000_000
+DRAWING_MAX_ASPECT = 20.0
 
 
 def _to_uint8(arr: np.ndarray) -> np.ndarray:
@@ -43,7 +47,7 @@ def _has_alpha(img: Image.Image) -> bool:
     )
 
 
-def _open(data: bytes, max_pixels: int, min_side: int) -> Image.Image:
+def _open(data: bytes, max_pixels: int, min_side: int, max_aspect: float | None = None) -> Image.Image:
     """Open without decoding and check the size from the header."""
     if not data:
         raise SketchgenError(DECODE_ERROR, "empty file (0 bytes)")
@@ -58,6 +62,8 @@ def _open(data: bytes, max_pixels: int, min_side: int) -> Image.Image:
         )
     if min(width, height) < min_side:
         raise SketchgenError(TOO_SMALL, f"{width}x{height} is below min_side={min_side}")
+    if max_aspect is not None and max(width, height) > max_aspect * min(width, height):
+        raise SketchgenError(BAD_ASPECT, f"{width}x{height} is more than {max_aspect:g} times longer than wide")
     return img
 
 
@@ -98,15 +104,16 @@ def load_rgb(
     return _decode(img, draft_size, grey=False), size
 
 
-def decode_sketch(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int = 8) -> np.ndarray:
+def decode_sketch(data: bytes, max_pixels: int = DRAWING_MAX_PIXELS, min_side: int = 8,
+                  max_aspect: float = DRAWING_MAX_ASPECT) -> np.ndarray:
     """The one decoder for a drawing, whatever door it comes in by (CLI file, eval query, web upload,
     training shard): (H, W) uint8, dark strokes on white.
 
     Transparency (RGBA, LA, palette) is flattened on white and 16-bit input scaled, as for photos;
     the darkest channel becomes the grey level, so a stroke in any saturated colour stays dark.
-    Raises SketchgenError (decode_error, too_large, too_small).
+    Raises SketchgenError (decode_error, too_large, too_small, bad_aspect).
     """
-    return _decode(_open(data, max_pixels, min_side), None, grey=True)
+    return _decode(_open(data, max_pixels, min_side, max_aspect), None, grey=True)
 
 
 def _convert(img: Image.Image) -> np.ndarray:

@@ -5,6 +5,7 @@ from fsbir import FsbirError
 DECODE_ERROR = "decode_error"
 TOO_LARGE = "too_large"
 TOO_SMALL = "too_small"
+BAD_ASPECT = "bad_aspect"
 
 
 class SketchgenError(FsbirError):
