@@ -69,6 +69,14 @@ def _words(value: Optional[str]) -> Optional[tuple[str, ...]]:
 _SKETCH = SketchSettings()
 
 
+def network_warning(host: str) -> str | None:
+    """What to tell a user who binds the server beyond this machine."""
+    if host in ("127.0.0.1", "localhost", "::1"):
+        return None
+    return (f"warning: binding to {host}: the page and its API are open to the network, without "
+            "authentication or TLS")
+
+
 @app.command("demo-catalog")
 def demo_catalog(
     out: Path = typer.Argument(..., help="Folder to write (imagefolder layout: images/ + metadata.jsonl)."),
@@ -268,9 +276,9 @@ def serve(
 
     app_ = create_app(WebConfig(index_dir=str(index_dir), checkpoint=checkpoint, max_upload_bytes=max_upload_bytes,
                                 max_queue=max_queue))
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        typer.secho(f"warning: binding to {host}: the page and its API are open to the network, without "
-                    "authentication", fg="yellow", err=True)
+    warning = network_warning(host)
+    if warning:
+        typer.secho(warning, fg="yellow", err=True)
     typer.echo(f"fsbir: open http://{host}:{port}/")
     uvicorn.run(app_, host=host, port=port, log_level="warning")
 

@@ -11,10 +11,10 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import numpy as np
-from fastapi import FastAPI, File, Form, HTTPException, UploadFile
+from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from fsbir.retrieval.index import SearchEngine, results_json
@@ -146,10 +146,14 @@ def create_app(cfg: WebConfig, engine=None):
             waiting["searches"] -= 1
         return JSONResponse(results_json(results, image_url))
 
-    @app.get("/api/items/{product_id:path}/image")
-    def item_image(product_id: str) -> Response:
-        # Images come from the index's own Parquet by id: no path is ever built from the request.
-        row = engine.row_of(product_id)
+    @app.get("/api/items/{encoded:path}/image")
+    def item_image(request: Request) -> Response:
+        # The id is read from the raw path and decoded exactly once (the router's own decoding
+        # would turn an id "%2e%2e" into ".."). Images come from the index's own Parquet by id:
+        # no file path is ever built from the request.
+        raw = request.scope.get("raw_path") or request.url.path.encode()
+        encoded = raw.decode("latin-1").split("?", 1)[0][len("/api/items/"):-len("/image")]
+        row = engine.row_of(unquote(encoded))
         if row is None:
             raise HTTPException(status_code=404, detail="no such item")
         return Response(engine.image_bytes(row), media_type="image/jpeg",

@@ -220,11 +220,13 @@ def run_eval(cfg: EvalConfig, on_batch: Callable[[int], None] | None = None) -> 
     else:
         model, pp, tok = create_model(ModelSpec(model=cfg.model, pretrained=cfg.pretrained), device)
     model.eval()
-    emb = embed_split(model, cfg.shards, cfg.split, pp, tok, cfg.batch_size, cfg.category_column, device,
-                      on_batch=on_batch)
-    if cfg.queries:
+    queries = None
+    if cfg.queries:  # read the drawings first: a bad query file fails before the gallery is embedded
         cmap = _read_category_map(cfg.category_map) if cfg.category_map else None
         queries = load_human_queries(cfg.queries, pp, cfg.query_text, cmap)
+    emb = embed_split(model, cfg.shards, cfg.split, pp, tok, cfg.batch_size, cfg.category_column, device,
+                      on_batch=on_batch)
+    if queries is not None:
         result = human_query_metrics(model, emb, queries, tok, cfg.k, device)
     else:
         result = catalog_metrics(model, emb, cfg.k)

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import torch
 
 from fsbir import FsbirError
-from fsbir.shardformat import STATUS_OK, atomic_path, atomic_write_json, iter_shard_rows, shard_files
+from fsbir.shardformat import STATUS_OK, atomic_path, atomic_write_json, count_ok_rows, iter_shard_rows, shard_files
 
 from .checkpoint import model_from_checkpoint, resolve_checkpoint
 from .evaluate import embed_split, fuse, pick_device
@@ -93,11 +93,15 @@ def build_index(cfg: IndexConfig, on_batch: Callable[[int], None] | None = None)
     import faiss
 
     device = pick_device(cfg.device)
+    gallery = count_ok_rows(cfg.shards, cfg.split)
+    if cfg.index_type == "ivf" and cfg.nlist > gallery:  # known before any embedding
+        raise FsbirError(f"nlist {cfg.nlist} is larger than the gallery ({gallery} items); use at most {gallery}, "
+                         "or 0 (automatic)")
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
     model, pp, tok, _ = model_from_checkpoint(cfg.checkpoint, device)
     emb = embed_split(model, cfg.shards, cfg.split, pp, tok, cfg.batch_size, None, device, 0, on_batch)
     vectors = emb["photo"].numpy().astype(np.float32)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     # Row-aligned metadata with the photo bytes, so the index folder serves results on its own.
     wanted = {pid: i for i, pid in enumerate(emb["product_id"])}
     rows: list[dict | None] = [None] * len(wanted)

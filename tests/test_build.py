@@ -197,7 +197,7 @@ def test_failure_ratio_decides_pass(tmp_path):
 def test_killed_run_resumes_without_duplicates(tmp_path):
     catalog = write_demo_catalog(tmp_path / "cat", n=400, seed=5, size=192)
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "cli", "build-dataset", str(catalog), str(out), "--shard-size", "10",
+    cmd = [sys.executable, "-m", "fsbir", "build-dataset", str(catalog), str(out), "--shard-size", "10",
            "--workers", "1", "--image-size", "128"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=Path(__file__).parents[1])
     deadline = time.time() + 120

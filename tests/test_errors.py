@@ -7,14 +7,18 @@ from fsbir.cli import app
 runner = CliRunner()
 
 
-def one_line_error(args: list[str]) -> str:
+def one_line_error(args: list[str], after_work: bool = False) -> str:
+    """The error line of a command that must fail with exit 2 and no traceback. Unless the failure
+    comes `after_work` (progress already shown), that line is all stderr holds."""
     result = runner.invoke(app, args)
     assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
     assert result.exception is None or isinstance(result.exception, SystemExit)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], result.stderr
+    assert after_work or len(lines) == 1, result.stderr
     assert "Traceback" not in result.output
-    return lines[0]
+    return errors[0]
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,122 @@
+"""Latency of `fsbir serve` under concurrency: p50/p99 of sketch+text searches for 1, 10 and 50
+concurrent clients, the share answered 503 (queue full), and /healthz latency while it is loaded.
+
+    python bench/serve_load.py --index runs/quickstart/index [--requests 200] [--max-queue 8]
+
+The server is a separate `fsbir serve` process on 127.0.0.1 (as a user runs it); clients are
+threads of this process with their own HTTP connections.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import numpy as np
+from PIL import Image
+from rich.console import Console
+from rich.table import Table
+
+from fsbir.pipelines.web import WebConfig
+from fsbir.sketchgen.strokes import render_strokes
+
+
+def drawing_png() -> bytes:
+    strokes = [[[10, 90, 110, 0, 10], [0, 0, 100, 100, 0]], [[30, 80], [40, 40]]]
+    buf = io.BytesIO()
+    Image.fromarray(render_strokes(strokes, 256, 3)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def load(base: str, clients: int, requests: int) -> dict:
+    """Each client sends requests // clients searches back to back; /healthz is polled meanwhile."""
+    sketch = drawing_png()
+    latencies: list[float] = []
+    codes: list[int] = []
+    health: list[float] = []
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def client(n: int) -> None:
+        with httpx.Client(timeout=120) as c:
+            for _ in range(n):
+                t = time.perf_counter()
+                r = c.post(f"{base}/api/search", files={"sketch": ("s.png", sketch, "image/png")},
+                           data={"text": "a long ivory trouser", "k": "10"})
+                with lock:
+                    latencies.append(time.perf_counter() - t)
+                    codes.append(r.status_code)
+
+    def poll_health() -> None:
+        with httpx.Client(timeout=30) as c:
+            while not done.is_set():
+                t = time.perf_counter()
+                c.get(f"{base}/healthz")
+                health.append(time.perf_counter() - t)
+                time.sleep(0.05)
+
+    per_client = max(1, requests // clients)
+    threads = [threading.Thread(target=client, args=(per_client,)) for _ in range(clients)]
+    poller = threading.Thread(target=poll_health)
+    start = time.perf_counter()
+    poller.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - start
+    done.set()
+    poller.join()
+    ok = [lat for lat, code in zip(latencies, codes) if code == 200]
+    return {
+        "clients": clients, "requests": len(codes), "ok": len(ok), "busy_503": codes.count(503),
+        "p50_ms": 1000 * float(np.percentile(ok, 50)) if ok else float("nan"),
+        "p99_ms": 1000 * float(np.percentile(ok, 99)) if ok else float("nan"),
+        "throughput": len(ok) / wall,
+        "healthz_p99_ms": 1000 * float(np.percentile(health, 99)) if health else float("nan"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--index", required=True, help="An index folder written by `fsbir index`.")
+    parser.add_argument("--requests", type=int, default=200, help="Searches per concurrency level.")
+    parser.add_argument("--max-queue", type=int, default=WebConfig.__dataclass_fields__["max_queue"].default)
+    parser.add_argument("--clients", default="1,10,50")
+    args = parser.parse_args()
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "fsbir", "serve", args.index, "--port", str(port),
+                               "--max-queue", str(args.max_queue)], stdout=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while True:
+        try:
+            httpx.get(f"{base}/healthz", timeout=2)
+            break
+        except httpx.HTTPError:
+            if server.poll() is not None or time.time() > deadline:
+                sys.exit("the server did not start")
+            time.sleep(0.3)
+    load(base, 1, 10)  # warm-up
+    table = Table(title=f"fsbir serve under load ({args.index}, max_queue {args.max_queue})")
+    for col in ("clients", "requests", "ok", "503", "p50 ms", "p99 ms", "searches/s", "healthz p99 ms"):
+        table.add_column(col, justify="right")
+    for clients in (int(c) for c in args.clients.split(",")):
+        r = load(base, clients, args.requests)
+        table.add_row(str(r["clients"]), str(r["requests"]), str(r["ok"]), str(r["busy_503"]), f"{r['p50_ms']:.1f}",
+                      f"{r['p99_ms']:.1f}", f"{r['throughput']:.1f}", f"{r['healthz_p99_ms']:.1f}")
+    server.terminate()
+    server.wait(timeout=30)
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()
