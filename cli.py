@@ -223,7 +223,7 @@ def index(
     checkpoint: str = typer.Option(..., help="Checkpoint file, or a run folder (uses checkpoints/best.pt)."),
     out: Path = typer.Option(..., "--out", help="Index folder to write."),
     split: str = typer.Option(default(IndexConfig, "split"), help="Which split's photos to index: all | train | val | test."),
-    index_type: str = typer.Option(default(IndexConfig, "index_type"), help="flat (exact inner product) | ivf | hnsw (approximate, for large galleries)."),
+    index_type: str = typer.Option(default(IndexConfig, "index_type"), help="auto (exact below 100k items, else IVF tuned to recall@10 ≥ 0.95) | flat (exact) | ivf | hnsw."),
     nlist: int = typer.Option(default(IndexConfig, "nlist"), help="IVF lists (0: about 4·sqrt(N))."),
     hnsw_m: int = typer.Option(default(IndexConfig, "hnsw_m"), help="HNSW graph degree."),
     batch_size: int = typer.Option(default(IndexConfig, "batch_size")),

@@ -7,9 +7,7 @@ the approximate indexes' recall@10 against exact.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 from rich.console import Console

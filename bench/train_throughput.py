@@ -7,10 +7,8 @@ queries/s.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 from rich.console import Console

@@ -11,7 +11,6 @@ import errno
 import itertools
 import json
 import math
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator

@@ -15,13 +15,14 @@ import pyarrow.parquet as pq
 import torch
 
 from fsbir import FsbirError
-from fsbir.shardformat import STATUS_OK, atomic_path, atomic_write_json, count_ok_rows, iter_shard_rows, shard_files
+from fsbir.shardformat import atomic_path, atomic_write_json, count_ok_rows, shard_files
 
 from .checkpoint import model_from_checkpoint, resolve_checkpoint
-from .evaluate import embed_split, fuse, pick_device
-from .transforms import sketch_tensor
+from .data import iter_rows
+from .evaluate import fuse, pick_device
+from .transforms import decode_photo, photo_tensor, sketch_tensor
 
-INDEX_TYPES = ("flat", "ivf", "hnsw")
+INDEX_TYPES = ("auto", "flat", "ivf", "hnsw")
 MAX_K = 1000
 
 
@@ -35,7 +36,7 @@ class IndexConfig:
     checkpoint: str
     out: str
     split: str = "all"
-    index_type: str = "flat"
+    index_type: str = "auto"
     nlist: int = 0  # IVF lists; 0 → about 4·sqrt(N)
     hnsw_m: int = 32
     batch_size: int = 128
@@ -57,9 +58,18 @@ def model_fingerprint(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def make_faiss_index(vectors: np.ndarray, index_type: str, nlist: int = 0, hnsw_m: int = 32):
+AUTO_EXACT_BELOW = 100_000  # `auto`: exact search below this many items, IVF above
+TARGET_RECALL = 0.95
+
+
+def auto_index_type(n: int) -> str:
+    return "flat" if n < AUTO_EXACT_BELOW else "ivf"
+
+
+def make_faiss_index(vectors: np.ndarray, index_type: str, nlist: int = 0, hnsw_m: int = 32, chunk: int = 65536):
     """Inner product on unit vectors (= cosine). flat is exact; ivf and hnsw are approximate,
-    tuned at search time by nprobe / efSearch."""
+    tuned at search time by nprobe / efSearch. `vectors` may be a memory map: it is trained on a
+    sample and added in chunks, so nothing beyond the index itself is held."""
     import faiss
 
     n, d = vectors.shape
@@ -70,13 +80,37 @@ def make_faiss_index(vectors: np.ndarray, index_type: str, nlist: int = 0, hnsw_
     elif index_type == "ivf":
         nlist = nlist or max(1, min(n // 39, int(4 * np.sqrt(n))))
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
-        index.train(vectors)
+        sample = np.sort(np.random.default_rng(0).choice(n, size=min(n, 256 * nlist), replace=False))
+        index.train(np.ascontiguousarray(vectors[sample], dtype=np.float32))
     elif index_type == "hnsw":
         index = faiss.IndexHNSWFlat(d, hnsw_m, faiss.METRIC_INNER_PRODUCT)
     else:
         raise FsbirError(f"unknown index type {index_type!r}; choose one of {', '.join(INDEX_TYPES)}")
-    index.add(vectors)
+    for i in range(0, n, chunk):
+        index.add(np.ascontiguousarray(vectors[i:i + chunk], dtype=np.float32))
     return index
+
+
+def tune_nprobe(index, vectors: np.ndarray, k: int = 10, queries: int = 256, target: float = TARGET_RECALL) -> tuple[int, float]:
+    """The smallest nprobe (doubling from 8) whose recall@k against exact search reaches `target`,
+    measured with a sample of gallery vectors as queries; (nprobe, recall it reached)."""
+    import faiss
+
+    n, d = vectors.shape
+    sample = np.random.default_rng(1).choice(n, size=min(n, queries), replace=False)
+    q = np.ascontiguousarray(vectors[np.sort(sample)], dtype=np.float32)
+    exact = faiss.IndexFlatIP(d)
+    for i in range(0, n, 65536):
+        exact.add(np.ascontiguousarray(vectors[i:i + 65536], dtype=np.float32))
+    truth = exact.search(q, k)[1]
+    nprobe, recall = 8, 0.0
+    while True:
+        index.nprobe = min(nprobe, index.nlist)
+        found = index.search(q, k)[1]
+        recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(found, truth)]))
+        if recall >= target or nprobe >= index.nlist:
+            return index.nprobe, recall
+        nprobe *= 2
 
 
 def set_search_params(index, nprobe: int | None = None, ef_search: int | None = None) -> None:
@@ -88,44 +122,92 @@ def set_search_params(index, nprobe: int | None = None, ef_search: int | None = 
         index.hnsw.efSearch = ef_search
 
 
+ITEM_COLUMNS_DROPPED = {"sketch", "sketch_params", "error_message", "key", "sha256", "status"}
+
+
+@torch.no_grad()
 def build_index(cfg: IndexConfig, on_batch: Callable[[int], None] | None = None) -> dict:
-    """Embed the gallery photos and write INDEX_DIR/{embeddings.npy, items.parquet, index.faiss, index.json}."""
+    """Embed the gallery photos and write INDEX_DIR/{embeddings.npy, items.parquet, index.faiss,
+    index.json}. The gallery streams through: a batch of photos is read, embedded and written
+    (vectors into a memory-mapped .npy, metadata and photo bytes into Parquet) before the next, so
+    memory does not grow with the gallery beyond the index itself."""
     import faiss
 
     device = pick_device(cfg.device)
     gallery = count_ok_rows(cfg.shards, cfg.split)
-    if cfg.index_type == "ivf" and cfg.nlist > gallery:  # known before any embedding
+    if gallery == 0:
+        raise FsbirError(f"no ok rows in split {cfg.split!r} of {cfg.shards}")
+    index_type = auto_index_type(gallery) if cfg.index_type == "auto" else cfg.index_type
+    if index_type == "ivf" and cfg.nlist > gallery:  # known before any embedding
         raise FsbirError(f"nlist {cfg.nlist} is larger than the gallery ({gallery} items); use at most {gallery}, "
                          "or 0 (automatic)")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    model, pp, tok, _ = model_from_checkpoint(cfg.checkpoint, device)
-    emb = embed_split(model, cfg.shards, cfg.split, pp, tok, cfg.batch_size, None, device, 0, on_batch)
-    vectors = emb["photo"].numpy().astype(np.float32)
-    # Row-aligned metadata with the photo bytes, so the index folder serves results on its own.
-    wanted = {pid: i for i, pid in enumerate(emb["product_id"])}
-    rows: list[dict | None] = [None] * len(wanted)
-    drop = {"sketch", "sketch_params", "error_message", "key", "sha256"}
-    columns = [c for c in pq.read_schema(shard_files(cfg.shards)[0]).names if c not in drop]
-    for r in iter_shard_rows(cfg.shards, columns=columns):
-        i = wanted.get(r["product_id"])
-        if i is not None and rows[i] is None and r["status"] == STATUS_OK:
-            rows[i] = {**{k: v for k, v in r.items() if k not in ("image", "status")}, "image": r["image"]["bytes"]}
-    index = make_faiss_index(vectors, cfg.index_type, cfg.nlist, cfg.hnsw_m)
-    with atomic_path(out / "items.parquet") as tmp:
-        pq.write_table(pa.Table.from_pylist(rows), tmp)
-    with atomic_path(out / "embeddings.npy") as tmp, open(tmp, "wb") as fh:
-        np.save(fh, vectors)
-    with atomic_path(out / "index.faiss") as tmp:
-        faiss.write_index(index, str(tmp))
+    model, pp, _, _ = model_from_checkpoint(cfg.checkpoint, device)
+    model.eval()
+    columns = [c for c in pq.read_schema(shard_files(cfg.shards)[0]).names if c not in ITEM_COLUMNS_DROPPED]
+    with atomic_path(out / "embeddings.npy") as emb_tmp, atomic_path(out / "items.parquet") as items_tmp:
+        vectors = np.lib.format.open_memmap(emb_tmp, mode="w+", dtype=np.float32, shape=(gallery, model.embed_dim))
+        count, seen, writer = 0, set(), None
+        try:
+            for rows in _batched(iter_rows(cfg.shards, cfg.split, columns), cfg.batch_size):
+                rows = [r for r in rows if r["product_id"] not in seen]
+                seen.update(r["product_id"] for r in rows)
+                if not rows:
+                    continue
+                photos = torch.stack([photo_tensor(decode_photo(r["image"]["bytes"], pp.image_size), pp) for r in rows])
+                vectors[count:count + len(rows)] = model.encode_image(photos.to(device)).float().cpu().numpy()
+                table = pa.Table.from_pylist([{**{k: v for k, v in r.items() if k not in ("image", "status")},
+                                               "image": r["image"]["bytes"]} for r in rows])
+                writer = writer or pq.ParquetWriter(items_tmp, table.schema)
+                writer.write_table(table)
+                count += len(rows)
+                if on_batch:
+                    on_batch(len(rows))
+        finally:
+            if writer is not None:
+                writer.close()
+        vectors.flush()
+        if count < gallery:  # a product listed twice in the shards: keep the .npy row-aligned with the items
+            del vectors
+            vectors = np.load(emb_tmp, mmap_mode="r")[:count].copy()
+            np.save(emb_tmp, vectors)
+        index = make_faiss_index(vectors, index_type, cfg.nlist, cfg.hnsw_m)
+        nprobe, recall = tune_nprobe(index, vectors) if index_type == "ivf" else (None, None)
+        with atomic_path(out / "index.faiss") as tmp:
+            faiss.write_index(index, str(tmp))
+        del vectors
     meta = {
-        "count": len(vectors), "dim": int(vectors.shape[1]), "index_type": cfg.index_type,
-        "nlist": getattr(index, "nlist", None), "hnsw_m": cfg.hnsw_m if cfg.index_type == "hnsw" else None,
+        "count": count, "dim": int(model.embed_dim), "index_type": index_type,
+        "nlist": getattr(index, "nlist", None), "nprobe": nprobe, "recall_at_10": recall,
+        "hnsw_m": cfg.hnsw_m if index_type == "hnsw" else None,
         "checkpoint": str(resolve_checkpoint(cfg.checkpoint).resolve()),
         "model_fingerprint": model_fingerprint(model), "shards": str(Path(cfg.shards).resolve()), "split": cfg.split,
     }
     atomic_write_json(out / "index.json", meta)  # written last: its presence means the index is complete
     return meta
+
+
+def _batched(items, size: int):
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _read_index(path: Path):
+    """The faiss index, memory-mapped where faiss can (flat and IVF): a large index is not read
+    into memory a second time."""
+    import faiss
+
+    try:
+        return faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+    except RuntimeError:
+        return faiss.read_index(str(path))
 
 
 @dataclass
@@ -154,8 +236,6 @@ class SearchEngine:
 
     def __init__(self, index_dir: str | os.PathLike, checkpoint: str | None = None, device: str = "cpu",
                  nprobe: int | None = None, ef_search: int | None = None):
-        import faiss
-
         self.dir = Path(index_dir)
         meta_path = self.dir / "index.json"
         if not self.dir.is_dir():
@@ -173,9 +253,9 @@ class SearchEngine:
                 f"{ckpt} is not the model this index was built with ({self.meta['checkpoint']}); "
                 "search with that checkpoint or rebuild the index with `fsbir index`"
             )
-        self.index = faiss.read_index(str(self.dir / "index.faiss"))
-        set_search_params(self.index, nprobe or 16, ef_search or 64)
-        self.items = pq.read_table(self.dir / "items.parquet")
+        self.index = _read_index(self.dir / "index.faiss")
+        set_search_params(self.index, nprobe or self.meta.get("nprobe") or 16, ef_search or 64)
+        self.items = pq.read_table(self.dir / "items.parquet", memory_map=True)  # photo bytes stay on disk
         self._captions = self.items.column("caption").to_pylist()
         self._ids = self.items.column("product_id").to_pylist()
         self._row_by_id = {pid: i for i, pid in enumerate(self._ids)}

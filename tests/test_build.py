@@ -1,6 +1,4 @@
 import json
-import math
-import os
 import signal
 import subprocess
 import sys
@@ -17,7 +15,7 @@ from fsbir.pipelines.build import BuildConfig, run_build
 from fsbir.pipelines.catalog import CatalogSpec
 from fsbir.pipelines.demo_catalog import write_demo_catalog
 from fsbir.shardformat import shard_files, split_for
-from tests.conftest import encode, photo, write_jsonl
+from tests.conftest import encode, photo
 
 BASE_COLUMNS = ["key", "product_id", "caption", "split", "image", "sketch", "sketch_method", "sketch_params",
                 "edge_density", "width", "height", "original_width", "original_height", "sha256", "status",

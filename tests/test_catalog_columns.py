@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from PIL import Image
 from typer.testing import CliRunner
 
 from fsbir.cli import app

@@ -1,5 +1,4 @@
 import numpy as np
-import torch
 
 from fsbir.retrieval.data import LoaderConfig, iter_rows, make_loader, unique_batches
 from fsbir.shardformat import count_ok_rows

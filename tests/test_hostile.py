@@ -2,7 +2,6 @@
 The bad files come from tests/hostile/corpus.py."""
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -54,8 +54,6 @@ def test_query_needs_something(demo_index):
 
 def test_other_checkpoint_refused(demo_index, demo_run, tmp_path):
     """One changed weight is another model: its fingerprint differs and the index refuses it."""
-    import torch
-
     from fsbir.retrieval.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 
     ckpt = load_checkpoint(demo_run)
@@ -108,3 +106,34 @@ def test_cli_index_approximate(demo_shards, demo_run, tmp_path):
     assert result.exit_code == 0, result.output
     meta = json.loads((tmp_path / "ix" / "index.json").read_text())
     assert meta["index_type"] == "hnsw" and meta["split"] == "test" and 0 < meta["count"] < 64
+
+
+def test_auto_index_is_exact_on_small_galleries_and_tuned_ivf_on_large(demo_shards, demo_run, tmp_path, monkeypatch):
+    import fsbir.retrieval.index as index_module
+    from fsbir.retrieval.index import IndexConfig, build_index
+
+    small = build_index(IndexConfig(shards=str(demo_shards), checkpoint=str(demo_run), out=str(tmp_path / "a")))
+    assert small["index_type"] == "flat" and small["nprobe"] is None
+    monkeypatch.setattr(index_module, "AUTO_EXACT_BELOW", 10)
+    large = build_index(IndexConfig(shards=str(demo_shards), checkpoint=str(demo_run), out=str(tmp_path / "b"),
+                                    nlist=8))
+    assert large["index_type"] == "ivf" and large["nlist"] == 8
+    assert large["recall_at_10"] >= 0.95 and 1 <= large["nprobe"] <= 8
+    engine = SearchEngine(tmp_path / "b")
+    assert engine.index.nprobe == large["nprobe"]
+    exact = SearchEngine(tmp_path / "a")
+    q = exact.encode_query(None, "a white t-shirt")
+    assert set(engine.search_vectors(q, 10)[1][0]) == set(exact.search_vectors(q, 10)[1][0])
+
+
+def test_tune_nprobe_reaches_the_target_recall():
+    from fsbir.retrieval.index import make_faiss_index, tune_nprobe
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(50, 32))
+    vectors = (centres[rng.integers(0, 50, 20000)] + 0.3 * rng.normal(size=(20000, 32))).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = make_faiss_index(vectors, "ivf", nlist=256)
+    nprobe, recall = tune_nprobe(index, vectors)
+    assert recall >= 0.95 and nprobe in (8, 16, 32, 64, 128, 256)
+    assert tune_nprobe(index, vectors, target=1.01) == (256, pytest.approx(1.0))  # unreachable: all lists

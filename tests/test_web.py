@@ -1,8 +1,6 @@
 import base64
 import io
-import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -57,7 +55,6 @@ def test_search_sketch_text_and_both(client):
 
 
 def test_transparent_canvas_is_white_not_black(client, demo_index):
-    engine = SearchEngine(demo_index)
     via_api = client.post("/api/search", files={"sketch": ("s.png", sketch_png(alpha=True), "image/png")},
                           data={"k": "3"}).json()["results"]
     opaque = client.post("/api/search", files={"sketch": ("s.png", sketch_png(), "image/png")},
