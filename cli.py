@@ -117,6 +117,8 @@ def build_dataset(
     test_fraction: float = typer.Option(default(BuildConfig, "test_fraction"), help="Share of products in the test split."),
     max_failure_ratio: float = typer.Option(default(BuildConfig, "max_failure_ratio"), help="Exit 1 when more than this share of rows fail."),
     limit: Optional[int] = typer.Option(None, help="Only the first N catalog rows."),
+    engine: str = typer.Option(default(BuildConfig, "engine"), help="local (a process pool here) | ray (one Ray task per shard; pip install 'fsbir[ray]')."),
+    ray_address: Optional[str] = typer.Option(None, help="With --engine ray: 'auto' or HOST:PORT of a running cluster (`ray start --head`); unset starts a local Ray."),
 ) -> None:
     """Turn a caption-tagged catalog into Parquet shards of photo / edge-map sketch / caption rows.
 
@@ -148,6 +150,8 @@ def build_dataset(
         test_fraction=test_fraction,
         max_failure_ratio=max_failure_ratio,
         limit=limit,
+        engine=engine,
+        ray_address=ray_address,
     )
     summary = build_with_progress(config)
     raise typer.Exit(0 if summary.passed else 1)

@@ -17,9 +17,19 @@ from fsbir.sketchgen import DEFAULT_LIGHT_WORDS, DEFAULT_MAX_PIXELS, DEFAULT_MIN
 from fsbir.sketchgen.pair import PairSettings
 
 from .catalog import CatalogRow, CatalogSpec, open_catalog
-from .engine import LocalEngine
+from .engine import LocalEngine, RayEngine
 from .worker import ShardJob, WorkerSettings, run_shard_job
 
+
+
+ENGINES = ("local", "ray")
+
+
+def make_engine(config: "BuildConfig"):
+    """The engine that runs the shard jobs; both run the same worker function."""
+    if config.engine == "ray":
+        return RayEngine(address=config.ray_address, workers=config.workers)
+    return LocalEngine(config.workers)
 
 
 class OutputFolderError(FsbirError):
@@ -73,6 +83,8 @@ class BuildConfig:
     test_fraction: float = 0.1
     max_failure_ratio: float = 0.5
     limit: int | None = None
+    engine: str = "local"  # local (a process pool on this machine) | ray
+    ray_address: str | None = None  # with engine="ray": None starts a local Ray; "auto" / HOST:PORT joins a cluster
 
     def __post_init__(self) -> None:
         for name in ("image_size", "shard_size", "min_side", "max_pixels"):
@@ -83,6 +95,8 @@ class BuildConfig:
                              f"(got {self.val_fraction} + {self.test_fraction})")
         if self.limit is not None and self.limit < 1:
             raise FsbirError(f"limit must be at least 1, not {self.limit}")
+        if self.engine not in ENGINES:
+            raise FsbirError(f"unknown engine {self.engine!r}; choose one of {', '.join(ENGINES)}")
 
 
 @dataclass
@@ -105,7 +119,7 @@ class BuildSummary:
 def _fingerprint(config: BuildConfig) -> dict:
     """What decides a shard's contents; a re-run into the same folder must match it."""
     d = asdict(config)
-    for volatile in ("workers", "max_failure_ratio"):
+    for volatile in ("workers", "max_failure_ratio", "engine", "ray_address"):  # how, not what, is built
         d.pop(volatile)
     source = config.catalog.source
     if not (source.startswith("hf:") and not Path(source[3:]).exists()):  # ./demo, demo/ and /abs/demo are one catalog
@@ -207,7 +221,7 @@ class PreparedBuild:
 
         start = time.perf_counter()
         try:
-            LocalEngine(config.workers).run(run_shard_job, plan.jobs(rows), settings, on_rows, done)
+            make_engine(config).run(run_shard_job, plan.jobs(rows), settings, on_rows, done)
             plan.remove_stale()
         finally:
             self.lock.release()

@@ -109,3 +109,69 @@ def _drain(q: Any, on_rows: Callable[[int], None]) -> None:
             on_rows(q.get_nowait())
         except queue.Empty:
             return
+
+
+def build_shard(fn: JobFn, job: Any, settings: Any) -> dict:
+    """The Ray task: the same job function the local pool runs (progress is counted per shard)."""
+    return fn(job, settings, None)
+
+
+class RayEngine:
+    """Shard jobs as Ray tasks, one per shard, as img2dataset's ray distributor does: the worker
+    function is the same as for the local pool, and at most `max_in_flight` tasks are out at once,
+    so the driver holds a bounded number of jobs. A task whose worker dies is run again by Ray;
+    the shard writer's rename-into-place means a rerun never meets a half-written shard.
+
+    `address=None` starts a local Ray for this run (with `workers` CPUs) and stops it after;
+    "auto" or "HOST:PORT" joins a running cluster (`ray start --head` on the head node)."""
+
+    def __init__(self, address: str | None = None, workers: int = 1, max_in_flight: int | None = None,
+                 retries: int = 3):
+        self.address, self.workers, self.max_in_flight, self.retries = address, max(1, workers), max_in_flight, retries
+
+    def run(self, fn: JobFn, jobs: Iterable[Any], settings: Any,
+            on_rows: Callable[[int], None], on_done: Callable[[dict], None]) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise FsbirError("--engine ray needs Ray: pip install 'fsbir[ray]'") from None
+        started_here = not ray.is_initialized()
+        if started_here:
+            try:
+                if self.address:
+                    ray.init(address=self.address, log_to_driver=False, configure_logging=False)
+                else:
+                    ray.init(num_cpus=self.workers, include_dashboard=False, log_to_driver=False,
+                             configure_logging=False, object_store_memory=512 * 1024 * 1024)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise FsbirError(f"cannot start or reach Ray at {self.address or 'a new local cluster'}: "
+                                 f"{str(exc).splitlines()[0][:200]}") from None
+        try:
+            task = ray.remote(max_retries=self.retries)(build_shard)
+            limit = self.max_in_flight or 2 * max(1, int(ray.cluster_resources().get("CPU", 1)))
+            pending: dict[Any, Any] = {}
+
+            def collect(refs: list) -> None:
+                for ref in refs:
+                    shard = pending.pop(ref)
+                    try:
+                        stats = ray.get(ref)
+                    except (ray.exceptions.WorkerCrashedError, ray.exceptions.RayTaskError,
+                            ray.exceptions.NodeDiedError) as exc:
+                        raise WorkerDied(f"shard {shard} failed on Ray after {self.retries} retries "
+                                         f"({type(exc).__name__}); finished shards are kept: run the same "
+                                         "command again to resume") from None
+                    on_rows(stats["rows"])
+                    on_done(stats)
+
+            for job in jobs:
+                if len(pending) >= limit:
+                    done, _ = ray.wait(list(pending), num_returns=1)
+                    collect(done)
+                pending[task.remote(fn, job, settings)] = getattr(job, "shard_id", "?")
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                collect(done)
+        finally:
+            if started_here:
+                ray.shutdown()

@@ -53,7 +53,9 @@ def _open(data: bytes, max_pixels: int, min_side: int, max_aspect: float | None 
         raise SketchgenError(DECODE_ERROR, "empty file (0 bytes)")
     try:
         img = Image.open(io.BytesIO(data))
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except UnidentifiedImageError:
+        raise SketchgenError(DECODE_ERROR, "not a readable image: unknown or damaged format") from None
+    except (OSError, ValueError) as exc:
         raise SketchgenError(DECODE_ERROR, f"not a readable image: {exc}") from None
     width, height = img.size
     if width * height > max_pixels:
