@@ -16,6 +16,7 @@ from rich.table import Table
 from fsbir.retrieval.evaluate import EvalConfig, results_table, run_eval
 from fsbir.retrieval.index import IndexConfig, SearchEngine, build_index, results_json
 from fsbir.retrieval.training import TrainConfig, train
+from fsbir.retrieval.training.distributed import launched_world
 from fsbir.shardformat import STATUS_OK, count_ok_rows
 from fsbir import FsbirError
 from fsbir.sketchgen import SketchgenError, decode_sketch
@@ -85,6 +86,9 @@ def build_with_progress(config: BuildConfig) -> BuildSummary:
 
 
 def train_with_progress(cfg: TrainConfig, resume: bool = False) -> dict:
+    """train() with a progress bar and a line per epoch; under torchrun, only rank 0 draws them."""
+    if not launched_world().is_main:
+        return train(cfg, resume=resume)
     progress = Progress(TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("loss {task.fields[loss]:.3f}  lr {task.fields[lr]:.2e}  {task.fields[rate]}"),
                         TimeElapsedColumn(), console=console)

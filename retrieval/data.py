@@ -80,11 +80,14 @@ class LoaderConfig:
     drop_last: bool = True
     augment: SketchAugment | None = None
     extra_columns: tuple[str, ...] = ()
+    rank: int = 0  # distributed training: this process's share of the rows
+    world: int = 1
 
 
 class ShardBatches(IterableDataset):
-    """An IterableDataset of ready batches. Rows are split across DataLoader workers; order and
-    augmentations depend only on (seed, epoch, worker), so a resumed run sees the same data."""
+    """An IterableDataset of ready batches. Rows are split across ranks × DataLoader workers (each
+    row goes to exactly one part); order and augmentations depend only on (seed, epoch, part), so a
+    resumed run sees the same data."""
 
     def __init__(self, shards: str | Path, cfg: LoaderConfig, preprocess: Preprocess, tokenizer: Callable,
                  shuffle: bool = True):
@@ -105,7 +108,8 @@ class ShardBatches(IterableDataset):
 
     def __iter__(self) -> Iterator[dict]:
         info = get_worker_info()
-        part, parts = (info.id, info.num_workers) if info else (0, 1)
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        part, parts = self.cfg.rank * workers + worker, self.cfg.world * workers
         rows = iter_rows(self.shards, self.cfg.split, ROW_COLUMNS + list(self.cfg.extra_columns), part, parts)
         if self.shuffle:
             rows = self._shuffled(rows, random.Random(f"{self.cfg.seed}-{self.epoch}-{part}"))

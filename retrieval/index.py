@@ -80,7 +80,7 @@ def make_faiss_index(vectors: np.ndarray, index_type: str, nlist: int = 0, hnsw_
     elif index_type == "ivf":
         nlist = nlist or max(1, min(n // 39, int(4 * np.sqrt(n))))
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
-        sample = np.sort(np.random.default_rng(0).choice(n, size=min(n, 256 * nlist), replace=False))
+        sample = np.sort(np.random.default_rng(0).choice(n, size=min(n, 64 * nlist), replace=False))
         index.train(np.ascontiguousarray(vectors[sample], dtype=np.float32))
     elif index_type == "hnsw":
         index = faiss.IndexHNSWFlat(d, hnsw_m, faiss.METRIC_INNER_PRODUCT)
@@ -91,24 +91,25 @@ def make_faiss_index(vectors: np.ndarray, index_type: str, nlist: int = 0, hnsw_
     return index
 
 
-def tune_nprobe(index, vectors: np.ndarray, k: int = 10, queries: int = 256, target: float = TARGET_RECALL) -> tuple[int, float]:
-    """The smallest nprobe (doubling from 8) whose recall@k against exact search reaches `target`,
-    measured with a sample of gallery vectors as queries; (nprobe, recall it reached)."""
+def tune_nprobe(index, vectors: np.ndarray, queries: np.ndarray, k: int = 10,
+                target: float = TARGET_RECALL) -> tuple[int, float]:
+    """The smallest nprobe (doubling from 8) whose recall@k against exact search over `vectors`
+    reaches `target` for `queries`; (nprobe, the recall it reached). Queries should look like real
+    ones: a gallery vector searched for itself sits in its own list and flatters the recall."""
     import faiss
 
     n, d = vectors.shape
-    sample = np.random.default_rng(1).choice(n, size=min(n, queries), replace=False)
-    q = np.ascontiguousarray(vectors[np.sort(sample)], dtype=np.float32)
     exact = faiss.IndexFlatIP(d)
     for i in range(0, n, 65536):
         exact.add(np.ascontiguousarray(vectors[i:i + 65536], dtype=np.float32))
+    q = np.ascontiguousarray(queries, dtype=np.float32)
     truth = exact.search(q, k)[1]
-    nprobe, recall = 8, 0.0
+    nprobe = 8
     while True:
         index.nprobe = min(nprobe, index.nlist)
         found = index.search(q, k)[1]
         recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(found, truth)]))
-        if recall >= target or nprobe >= index.nlist:
+        if recall >= target or index.nprobe >= index.nlist:
             return index.nprobe, recall
         nprobe *= 2
 
@@ -143,15 +144,18 @@ def build_index(cfg: IndexConfig, on_batch: Callable[[int], None] | None = None)
                          "or 0 (automatic)")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    model, pp, _, _ = model_from_checkpoint(cfg.checkpoint, device)
+    model, pp, tokenizer, _ = model_from_checkpoint(cfg.checkpoint, device)
     model.eval()
     columns = [c for c in pq.read_schema(shard_files(cfg.shards)[0]).names if c not in ITEM_COLUMNS_DROPPED]
+    probe = QuerySample(TUNING_QUERIES)
     with atomic_path(out / "embeddings.npy") as emb_tmp, atomic_path(out / "items.parquet") as items_tmp:
         vectors = np.lib.format.open_memmap(emb_tmp, mode="w+", dtype=np.float32, shape=(gallery, model.embed_dim))
         count, seen, writer = 0, set(), None
         try:
-            for rows in _batched(iter_rows(cfg.shards, cfg.split, columns), cfg.batch_size):
+            for rows in _batched(iter_rows(cfg.shards, cfg.split, columns + ["sketch"]), cfg.batch_size):
                 rows = [r for r in rows if r["product_id"] not in seen]
+                for r in rows:
+                    probe.offer((r.pop("sketch")["bytes"], r.get("caption") or ""))
                 seen.update(r["product_id"] for r in rows)
                 if not rows:
                     continue
@@ -173,7 +177,9 @@ def build_index(cfg: IndexConfig, on_batch: Callable[[int], None] | None = None)
             vectors = np.load(emb_tmp, mmap_mode="r")[:count].copy()
             np.save(emb_tmp, vectors)
         index = make_faiss_index(vectors, index_type, cfg.nlist, cfg.hnsw_m)
-        nprobe, recall = tune_nprobe(index, vectors) if index_type == "ivf" else (None, None)
+        nprobe, recall = None, None
+        if index_type == "ivf":  # tuned with real sketch+text queries of a sample of the gallery
+            nprobe, recall = tune_nprobe(index, vectors, probe.embed(model, pp, tokenizer, device))
         with atomic_path(out / "index.faiss") as tmp:
             faiss.write_index(index, str(tmp))
         del vectors
@@ -186,6 +192,35 @@ def build_index(cfg: IndexConfig, on_batch: Callable[[int], None] | None = None)
     }
     atomic_write_json(out / "index.json", meta)  # written last: its presence means the index is complete
     return meta
+
+
+TUNING_QUERIES = 256
+
+
+class QuerySample:
+    """A fixed-seed reservoir sample of (sketch bytes, caption) from the streamed gallery: the
+    queries an IVF index's nprobe is tuned with."""
+
+    def __init__(self, size: int, seed: int = 0):
+        self.size, self.items, self.seen = size, [], 0
+        self.rng = np.random.default_rng(seed)
+
+    def offer(self, item) -> None:
+        self.seen += 1
+        if len(self.items) < self.size:
+            self.items.append(item)
+        else:
+            j = int(self.rng.integers(0, self.seen))
+            if j < self.size:
+                self.items[j] = item
+
+    @torch.no_grad()
+    def embed(self, model, pp, tokenizer, device: str) -> np.ndarray:
+        from fsbir.sketchgen import decode_sketch
+
+        sketches = torch.stack([sketch_tensor(decode_sketch(b), pp) for b, _ in self.items]).to(device)
+        tokens = tokenizer([c for _, c in self.items]).to(device)
+        return model.encode_query(sketches, tokens).float().cpu().numpy()
 
 
 def _batched(items, size: int):

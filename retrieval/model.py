@@ -62,7 +62,9 @@ class FsbirModel(nn.Module):
         return self.fusion(s, t, has_sketch, has_text)
 
     def forward(self, images, sketches, tokens, has_sketch=None, has_text=None):
-        """(photo, fused query, sketch, text) embeddings, all L2-normalised."""
+        """(photo, fused query, sketch, text) embeddings, all L2-normalised, and the log logit
+        scale, returned as open_clip's CLIP returns its scale: a DDP wrapper must see every
+        parameter the loss uses come out of forward (a copy, since a bare leaf is not traced)."""
         if self.sketch_visual is None:
             # One pass through the shared tower for photos and sketches together.
             both = self.encode_image(torch.cat([images, sketches]))
@@ -70,4 +72,4 @@ class FsbirModel(nn.Module):
         else:
             photos, sketch_emb = self.encode_image(images), self.encode_sketch(sketches)
         text_emb = self.encode_text(tokens)
-        return photos, self.fusion(sketch_emb, text_emb, has_sketch, has_text), sketch_emb, text_emb
+        return photos, self.fusion(sketch_emb, text_emb, has_sketch, has_text), sketch_emb, text_emb, self.logit_scale.clone()

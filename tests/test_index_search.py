@@ -133,7 +133,14 @@ def test_tune_nprobe_reaches_the_target_recall():
     centres = rng.normal(size=(50, 32))
     vectors = (centres[rng.integers(0, 50, 20000)] + 0.3 * rng.normal(size=(20000, 32))).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    queries = (centres[rng.integers(0, 50, 200)] + 0.3 * rng.normal(size=(200, 32))).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     index = make_faiss_index(vectors, "ivf", nlist=256)
-    nprobe, recall = tune_nprobe(index, vectors)
+    nprobe, recall = tune_nprobe(index, vectors, queries)
     assert recall >= 0.95 and nprobe in (8, 16, 32, 64, 128, 256)
-    assert tune_nprobe(index, vectors, target=1.01) == (256, pytest.approx(1.0))  # unreachable: all lists
+    if nprobe > 8:  # the smallest that reaches the target: half as many lists fall short
+        index.nprobe = nprobe // 2
+        exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
+        found = index.search(queries, 10)[1]
+        assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, exact)]) < 0.95
+    assert tune_nprobe(index, vectors, queries, target=1.01) == (256, pytest.approx(1.0))  # unreachable: all lists

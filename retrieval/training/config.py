@@ -85,7 +85,8 @@ class TrainConfig:
 def load_config(toml_path: str | None, overrides: dict[str, Any], saved: dict | None = None) -> TrainConfig:
     """Defaults (or, when resuming, the checkpoint's settings) < TOML file < command-line options
     that were given. A resumed run refuses changes to what the checkpoint fixes."""
-    values: dict[str, Any] = dict(saved or {})
+    # A resumed run keeps what the checkpoint was trained with, but not an early stop (max_steps).
+    values: dict[str, Any] = {k: v for k, v in (saved or {}).items() if k != "max_steps"}
     given: dict[str, Any] = {}
     if toml_path:
         try:

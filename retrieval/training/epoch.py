@@ -11,6 +11,7 @@ from fsbir import FsbirError
 
 from ..loss import info_nce
 from .config import TrainConfig
+from .distributed import World, gather_with_grad
 
 
 class TrainingDiverged(FsbirError):
@@ -35,19 +36,17 @@ def query_masks(n: int, generator: torch.Generator, cfg: TrainConfig) -> tuple[t
 
 
 def batch_loss(model, batch: dict, has_sketch: torch.Tensor, has_text: torch.Tensor, cfg: TrainConfig,
-               device: str) -> torch.Tensor:
+               device: str, world: World = World()) -> torch.Tensor:
     """InfoNCE of the fused query against the photo, plus the sketch-only and text-only terms at
-    `single_mode_weight`."""
+    `single_mode_weight`, over the global batch (features of every rank gathered)."""
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda")):
-        photos, queries, sketch_emb, text_emb = model(
-            batch["images"].to(device), batch["sketches"].to(device), batch["tokens"].to(device),
-            has_sketch.to(device), has_text.to(device))
-        photos = photos.float()
-        loss = info_nce(queries.float(), photos, model.logit_scale)
+        *embeddings, logit_scale = model(batch["images"].to(device), batch["sketches"].to(device),
+                                         batch["tokens"].to(device), has_sketch.to(device), has_text.to(device))
+        photos, queries, sketch_emb, text_emb = (gather_with_grad(e.float(), world) for e in embeddings)
+        loss = info_nce(queries, photos, logit_scale)
         if cfg.single_mode_weight:
             loss = loss + cfg.single_mode_weight * (
-                info_nce(sketch_emb.float(), photos, model.logit_scale)
-                + info_nce(text_emb.float(), photos, model.logit_scale)) / 2
+                info_nce(sketch_emb, photos, logit_scale) + info_nce(text_emb, photos, logit_scale)) / 2
     return loss
 
 
@@ -62,12 +61,15 @@ def _check_finite(loss: torch.Tensor, model, step: int) -> None:
 
 def train_one_epoch(model, batches: Iterable[dict], optimizer, scheduler, cfg: TrainConfig, *, epoch: int,
                     step: int, skip_batches: int, progress: EpochProgress, device: str,
-                    steps_per_epoch: int, on_step: Callable[[dict], None] | None = None) -> tuple[int, bool, float]:
+                    steps_per_epoch: int, world: World = World(),
+                    on_step: Callable[[dict], None] | None = None) -> tuple[int, bool, float]:
     """Run one epoch from `step`; returns (step, stopped early by max_steps, seconds).
 
     The first `skip_batches` batches are drawn and dropped (with their dropout draws), so a run
-    resumed mid-epoch continues exactly where an uninterrupted one would be.
+    resumed mid-epoch continues exactly where an uninterrupted one would be. An epoch is exactly
+    `steps_per_epoch` optimizer steps, on every rank alike (a rank with a row more stops too).
     """
+    end_step = (epoch + 1) * steps_per_epoch
     generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
     model.train()
     optimizer.zero_grad(set_to_none=True)
@@ -78,7 +80,7 @@ def train_one_epoch(model, batches: Iterable[dict], optimizer, scheduler, cfg: T
             skip_batches -= 1
             continue
         n = batch["images"].shape[0]
-        loss = batch_loss(model, batch, has_sketch, has_text, cfg, device)
+        loss = batch_loss(model, batch, has_sketch, has_text, cfg, device, world)
         (loss / cfg.accum_steps).backward()
         micro += 1
         progress.seen += n
@@ -95,6 +97,8 @@ def train_one_epoch(model, batches: Iterable[dict], optimizer, scheduler, cfg: T
         if on_step:
             on_step({"epoch": epoch, "step": step, "loss": loss.item(), "lr": scheduler.get_last_lr()[0],
                      "samples": n, "steps_per_epoch": steps_per_epoch})
-        if cfg.max_steps and step >= cfg.max_steps and step < (epoch + 1) * steps_per_epoch:
+        if step >= end_step:
+            break
+        if cfg.max_steps and step >= cfg.max_steps:
             return step, True, time.perf_counter() - start
     return step, False, time.perf_counter() - start

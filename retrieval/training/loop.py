@@ -1,9 +1,10 @@
-"""`fsbir train`: the loop that ties config, data, optimizer, epochs, validation and checkpoints."""
+"""`fsbir train`: the loop that ties config, data, optimizer, epochs, validation and checkpoints,
+in one process or as one rank of `torchrun` (DistributedDataParallel)."""
 from __future__ import annotations
 
 import json
 import random
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -17,7 +18,9 @@ from ..checkpoint import load_checkpoint, save_checkpoint
 from ..data import LoaderConfig, make_loader
 from ..evaluate import pick_device
 from ..factory import create_model
+from . import distributed
 from .config import TrainConfig
+from .distributed import World
 from .epoch import EpochProgress, train_one_epoch
 from .optim import make_optimizer
 from .validate import selection_score, validate
@@ -41,30 +44,60 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """How many rows each rank batches at a time and how many steps make an epoch, the same on
+    every rank (each rank and each of its DataLoader workers batches its own part of the rows)."""
+
+    rank_batch: int
+    steps_per_epoch: int
+
+    @classmethod
+    def plan(cls, cfg: TrainConfig, n_train: int, world: World) -> "Schedule":
+        if cfg.batch_size % world.size:
+            raise FsbirError(f"batch-size {cfg.batch_size} (the global batch) must divide by the {world.size} processes")
+        parts = world.size * max(1, cfg.workers)
+        rows_per_part = n_train // parts
+        rank_batch = min(cfg.batch_size // world.size, rows_per_part)
+        if rank_batch < 2 or rank_batch * world.size < 2:
+            raise FsbirError(f"{n_train} train rows split over {world.size} processes × {max(1, cfg.workers)} data "
+                             "workers leave no batch of 2; use fewer --workers or processes")
+        batches_per_rank = max(1, cfg.workers) * (rows_per_part // rank_batch)
+        return cls(rank_batch, max(1, batches_per_rank // cfg.accum_steps))
+
+
 def train(cfg: TrainConfig, resume: bool = False, on_step: Callable[[dict], None] | None = None,
           on_epoch: Callable[[dict], None] | None = None) -> dict:
     """Train; returns the last epoch's record. Checkpoints at each epoch end (last.pt; best.pt by
     validation). With `resume`, continues from last.pt with the same results as an uninterrupted
-    run (data order and dropout depend only on seed and epoch)."""
+    run (data order and dropout depend only on seed and epoch). Under torchrun, every rank runs
+    this; only rank 0 validates and writes."""
+    world, device = distributed.start(pick_device(cfg.device))
+    try:
+        return _train(cfg, resume, world, device, on_step if world.is_main else None,
+                      on_epoch if world.is_main else None)
+    finally:
+        distributed.stop(world)
+
+
+def _train(cfg: TrainConfig, resume: bool, world: World, device: str, on_step, on_epoch) -> dict:
     out = Path(cfg.out)
     ckpt_dir = out / "checkpoints"
-    device = pick_device(cfg.device)
     state = load_checkpoint(last_checkpoint(out)) if resume else None
+    if state is not None and state.get("world_size", 1) != world.size:
+        raise FsbirError(f"{last_checkpoint(out)} was trained by {state.get('world_size', 1)} processes; resume it "
+                         f"with the same number (here {world.size}), or start a new run")
     n_train = count_ok_rows(cfg.shards, "train")
     if n_train < 2:
         raise FsbirError(f"{cfg.shards} has {n_train} ok train rows; need at least 2")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    schedule = Schedule.plan(cfg, n_train, world)
+    if world.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
 
     _seed_everything(cfg.seed)
     model, pp, tokenizer = create_model(cfg.spec, device=device)
-    # Each DataLoader worker batches its own share of the rows, so a batch must fit in one share.
-    batch_size = min(cfg.batch_size, n_train // max(1, cfg.workers))
-    if batch_size < 2:
-        raise FsbirError(f"{n_train} train rows split over {cfg.workers} data workers leave no batch of 2; "
-                         "use fewer --workers")
-    steps_per_epoch = max(1, n_train // batch_size // cfg.accum_steps)
-    optimizer, scheduler = make_optimizer(model, cfg, steps_per_epoch * cfg.epochs)
+    optimizer, scheduler = make_optimizer(model, cfg, schedule.steps_per_epoch * cfg.epochs)
     step, start_epoch, best = 0, 0, -float("inf")
     partial = EpochProgress()
     if state is not None:
@@ -74,50 +107,68 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: Callable[[dict], None
         step, start_epoch = state["step"], state["epoch"]
         best = state["metrics"].get("best_val", best)
         partial = EpochProgress(**(state.get("partial_epoch") or {}))
+    trained = model
+    if world.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # Some towers carry parameters the loss never reaches (a text model's pooler).
+        trained = DistributedDataParallel(model, device_ids=[device] if device.startswith("cuda") else None,
+                                          find_unused_parameters=True)
     has_val = count_ok_rows(cfg.shards, "val") > 0
-    loader_cfg = LoaderConfig(batch_size=batch_size, split="train", shuffle_buffer=cfg.shuffle_buffer, seed=cfg.seed,
-                              workers=cfg.workers, drop_last=True, augment=cfg.augment)
-    loader, dataset = make_loader(cfg.shards, loader_cfg, pp, tokenizer, shuffle=True)
+    loader_cfg = LoaderConfig(batch_size=schedule.rank_batch, split="train", shuffle_buffer=cfg.shuffle_buffer,
+                              seed=cfg.seed, workers=cfg.workers, drop_last=True, augment=cfg.augment,
+                              rank=world.rank, world=world.size)
+    loader, dataset = make_loader(cfg.shards, loader_cfg, pp, tokenizer, shuffle=cfg.shuffle_buffer > 1)
     record: dict = {}
 
     def checkpoint(epochs_done: int, metrics: dict, partial_epoch: EpochProgress | None, name: str) -> None:
         save_checkpoint(ckpt_dir / name, {
             "config": cfg.to_dict(), "model_spec": asdict(cfg.spec), "model": model.state_dict(),
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
-            "epoch": epochs_done, "metrics": metrics,
+            "epoch": epochs_done, "metrics": metrics, "world_size": world.size,
             "partial_epoch": asdict(partial_epoch) if partial_epoch else None})
+
+    def log_step(r: dict) -> None:
+        with open(out / "steps.jsonl", "a") as fh:
+            fh.write(json.dumps({k: r[k] for k in ("epoch", "step", "loss", "lr")}) + "\n")
+        if on_step:
+            on_step(r)
 
     for epoch in range(start_epoch, cfg.epochs):
         dataset.set_epoch(epoch)
-        skip = (step - epoch * steps_per_epoch) * cfg.accum_steps if epoch == start_epoch else 0
+        skip = (step - epoch * schedule.steps_per_epoch) * cfg.accum_steps if epoch == start_epoch else 0
         progress = partial if skip > 0 else EpochProgress()
         seen_before = progress.seen
         step, stopped, seconds = train_one_epoch(
-            model, loader, optimizer, scheduler, cfg, epoch=epoch, step=step, skip_batches=skip,
-            progress=progress, device=device, steps_per_epoch=steps_per_epoch, on_step=on_step)
+            trained, loader, optimizer, scheduler, cfg, epoch=epoch, step=step, skip_batches=skip,
+            progress=progress, device=device, steps_per_epoch=schedule.steps_per_epoch, world=world,
+            on_step=log_step if world.is_main else None)
         if stopped:  # mid-epoch stop: a resumable checkpoint, no epoch record yet
-            checkpoint(epoch, {"best_val": best}, progress, "last.pt")
+            if world.is_main:
+                checkpoint(epoch, {"best_val": best}, progress, "last.pt")
             break
         if progress.seen == 0:
-            raise FsbirError(f"epoch {epoch + 1} ran no training step (batch size {batch_size}, "
+            raise FsbirError(f"epoch {epoch + 1} ran no training step (batch {schedule.rank_batch} per process, "
                              f"{n_train} train rows); lower --batch-size")
         train_loss = progress.loss_sum / progress.seen
         record = {"epoch": epoch + 1, "step": step, "train_loss": train_loss, "lr": scheduler.get_last_lr()[0],
-                  "samples_per_s": (progress.seen - seen_before) / seconds if seconds else 0.0,
+                  "samples_per_s": world.size * (progress.seen - seen_before) / seconds if seconds else 0.0,
                   "logit_scale": float(model.logit_scale.detach().exp())}
-        if has_val:
-            record["val"] = validate(model, cfg, pp, tokenizer, device)
-        score = selection_score(record.get("val"), train_loss, cfg.eval_k)
-        is_best = score > best
-        best = max(best, score)
-        record["best_val"] = best
-        with open(out / "metrics.jsonl", "a") as fh:
-            fh.write(json.dumps(record) + "\n")
-        checkpoint(epoch + 1, record, None, "last.pt")
-        if is_best:
-            checkpoint(epoch + 1, record, None, "best.pt")
-        if on_epoch:
-            on_epoch(record)
+        if world.is_main:
+            if has_val:
+                record["val"] = validate(model, cfg, pp, tokenizer, device)
+            score = selection_score(record.get("val"), train_loss, cfg.eval_k)
+            is_best = score > best
+            best = max(best, score)
+            record["best_val"] = best
+            with open(out / "metrics.jsonl", "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+            checkpoint(epoch + 1, record, None, "last.pt")
+            if is_best:
+                checkpoint(epoch + 1, record, None, "best.pt")
+            if on_epoch:
+                on_epoch(record)
+        distributed.barrier(world)  # the other ranks wait while rank 0 validates and writes
         if cfg.max_steps and step >= cfg.max_steps:
             break
     return record
