@@ -70,7 +70,8 @@ class LocalEngine:
         # forkserver: workers fork from a clean server that imported the job's module once, so
         # they start fast without inheriting this process's threads (progress bar, pools).
         ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload([fn.__module__])
+        # pandas too: pyarrow imports it on its first array (0.5 s); paid once in the server, not per worker.
+        ctx.set_forkserver_preload([fn.__module__, "pandas"])
         progress = ctx.Queue()
         pending: set[Future] = set()
         job_iter: Iterator[Any] = iter(jobs)

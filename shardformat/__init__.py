@@ -161,9 +161,21 @@ class ShardWriter:
         parquet_path, stats_path = self.paths(shard_id)
         table = pa.Table.from_pylist(records, schema=self.schema)
         with atomic_path(parquet_path) as tmp:
-            pq.write_table(table, tmp, compression="zstd")
+            pq.write_table(table, tmp, compression=_compression(self.schema))
         atomic_write_json(stats_path, stats)
         return parquet_path
+
+
+def _compression(schema: pa.Schema) -> dict[str, str]:
+    """zstd for every column but the image bytes: JPEG and PNG are compressed already, and
+    zstd over them costs time for nothing."""
+    codecs = {}
+    for field in schema:
+        if field.type == IMAGE_STRUCT:
+            codecs.update({f"{field.name}.bytes": "none", f"{field.name}.path": "zstd"})
+        else:
+            codecs[field.name] = "zstd"
+    return codecs
 
 
 def shard_files(path: str | os.PathLike) -> list[Path]:
