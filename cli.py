@@ -167,6 +167,8 @@ def train(
     pretrained: str = typer.Option(default(TrainConfig, "pretrained"), help="open_clip tag (laion2b_s34b_b79k, openai), a local checkpoint file, or none."),
     fusion: str = typer.Option(default(TrainConfig, "fusion"), help="avg | concat | gated."),
     sketch_tower: str = typer.Option(default(TrainConfig, "sketch_tower"), help="shared (photos and sketches through one vision tower) | separate."),
+    freeze: str = typer.Option(default(TrainConfig, "freeze"), help="Pretrained towers: towers (train only their projections), none (fine-tune them), auto (towers on CPU, none on GPU)."),
+    unlocked_groups: int = typer.Option(default(TrainConfig, "unlocked_groups"), help="With --freeze towers: layer groups at the top of a pretrained vision tower left trainable."),
     epochs: int = typer.Option(default(TrainConfig, "epochs")),
     batch_size: int = typer.Option(default(TrainConfig, "batch_size")),
     lr: float = typer.Option(default(TrainConfig, "lr"), help="Learning rate of new parts; pretrained towers use lr × tower_lr_scale."),
@@ -186,7 +188,7 @@ def train(
     from fsbir.retrieval.training import load_config, saved_config
 
     typed = given(ctx, dict(model=model, pretrained=pretrained, fusion=fusion, sketch_tower=sketch_tower,
-                            epochs=epochs, batch_size=batch_size, lr=lr, accum_steps=accum_steps, seed=seed,
+                            freeze=freeze, unlocked_groups=unlocked_groups, epochs=epochs, batch_size=batch_size, lr=lr, accum_steps=accum_steps, seed=seed,
                             workers=workers, max_steps=max_steps, category_column=category_column, device=device))
     overrides = {"shards": shards, "out": str(out), **typed}
     cfg = load_config(str(config) if config else None, overrides, saved_config(out) if resume else None)

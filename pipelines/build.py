@@ -160,7 +160,7 @@ class ShardPlan:
         return False
 
     def jobs(self, rows: Iterator[CatalogRow]) -> Iterator[ShardJob]:
-        for batch in _batched(rows, self.shard_size):
+        while batch := list(itertools.islice(rows, self.shard_size)):
             shard_id, fingerprint = self.count, input_fingerprint(batch)
             self.count += 1
             if not self._finished(shard_id, fingerprint):
@@ -174,17 +174,6 @@ class ShardPlan:
             for path in reversed(self.writer.paths(shard_id)):  # stats first: never a stats file without its shard
                 path.unlink(missing_ok=True)
         return stale
-
-
-def _batched(rows: Iterator[CatalogRow], size: int) -> Iterator[list[CatalogRow]]:
-    batch: list[CatalogRow] = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 @dataclass

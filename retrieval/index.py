@@ -3,6 +3,7 @@ fingerprint; and the search engine that answers (sketch, text) queries against i
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 from dataclasses import dataclass
@@ -152,7 +153,8 @@ def build_index(cfg: IndexConfig, on_batch: Callable[[int], None] | None = None)
         vectors = np.lib.format.open_memmap(emb_tmp, mode="w+", dtype=np.float32, shape=(gallery, model.embed_dim))
         count, seen, writer = 0, set(), None
         try:
-            for rows in _batched(iter_rows(cfg.shards, cfg.split, columns + ["sketch"]), cfg.batch_size):
+            stream = iter_rows(cfg.shards, cfg.split, columns + ["sketch"])
+            while rows := list(itertools.islice(stream, cfg.batch_size)):
                 rows = [r for r in rows if r["product_id"] not in seen]
                 for r in rows:
                     probe.offer((r.pop("sketch")["bytes"], r.get("caption") or ""))
@@ -221,17 +223,6 @@ class QuerySample:
         sketches = torch.stack([sketch_tensor(decode_sketch(b), pp) for b, _ in self.items]).to(device)
         tokens = tokenizer([c for _, c in self.items]).to(device)
         return model.encode_query(sketches, tokens).float().cpu().numpy()
-
-
-def _batched(items, size: int):
-    batch = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def _read_index(path: Path):

@@ -23,11 +23,31 @@ class FsbirModel(nn.Module):
         self.clip = clip
         self.embed_dim = embed_dim
         self.pretrained_towers = frozenset(pretrained_towers)
+        self._frozen_norms: list[nn.Module] = []
         if sketch_tower not in ("shared", "separate"):
             raise FsbirError("sketch_tower must be 'shared' or 'separate'")
         # A separate sketch tower starts as a copy of the photo tower (pretrained weights included).
         self.sketch_visual = copy.deepcopy(clip.visual) if sketch_tower == "separate" else None
         self.fusion = create_fusion(fusion, embed_dim)
+
+    def lock_pretrained_towers(self, unlocked_groups: int = 0) -> None:
+        """Freeze the pretrained towers but their projections and the vision tower's last
+        `unlocked_groups` layer groups (open_clip's tower locks; the text tower is locked whole).
+        Batch-norm layers of a locked vision tower keep their pretrained statistics: they stay in
+        eval mode while training."""
+        if "visual" in self.pretrained_towers:
+            for tower in (self.clip.visual, self.sketch_visual):
+                if tower is not None:
+                    tower.lock(unlocked_groups=unlocked_groups, freeze_bn_stats=False)
+                    self._frozen_norms += [m for m in tower.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if "text" in self.pretrained_towers:
+            self.clip.lock_text_tower(unlocked_layers=0, freeze_layer_norm=True)
+
+    def train(self, mode: bool = True) -> "FsbirModel":
+        super().train(mode)
+        for norm in self._frozen_norms:
+            norm.eval()
+        return self
 
     def tower_parameters(self) -> dict[str, list[nn.Parameter]]:
         """Parameters by part, from module membership: "visual" (photo and sketch towers), "text"

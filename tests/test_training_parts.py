@@ -74,3 +74,23 @@ def test_query_masks_drop_each_modality_at_its_rate_never_both():
 def test_nan_never_becomes_best():
     assert selection_score({"modes": {"sketch+text": {"R@10": float("nan")}}}, 0.0, 10) == -math.inf
     assert selection_score(None, 2.0, 10) == -2.0
+
+
+def test_locking_pretrained_towers_trains_only_their_projections_and_keeps_bn_statistics():
+    model, _, _ = create_model(ModelSpec(model="fsbir-effnet-lite0-minilm"))
+    model.lock_pretrained_towers()
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(not n.startswith(("clip.visual.trunk.", "clip.text.transformer.")) for n in trainable)
+    assert any(n.startswith("clip.visual.head.") for n in trainable) and any(n.startswith("clip.text.proj") for n in trainable)
+    bn = model.clip.visual.trunk.bn1
+    before = bn.running_mean.clone()
+    model.train()
+    assert not bn.training and model.clip.visual.head.training
+    model(torch.randn(4, 3, 160, 160), torch.randn(4, 3, 160, 160), torch.randint(0, 1000, (4, 32)))
+    assert torch.equal(bn.running_mean, before)
+    assert {id(p) for g in param_groups(model, CFG) for p in g["params"]} == {id(p) for p in model.parameters()
+                                                                           if p.requires_grad}
+    unlocked, _, _ = create_model(ModelSpec(model="fsbir-effnet-lite0-minilm"))
+    unlocked.lock_pretrained_towers(unlocked_groups=1)
+    assert any(p.requires_grad for p in unlocked.clip.visual.trunk.parameters())
+    assert not all(p.requires_grad for p in unlocked.clip.visual.trunk.parameters())

@@ -13,6 +13,8 @@ from fsbir.sketchgen.augment import SketchAugment
 
 from ..factory import ModelSpec
 
+FREEZE_MODES = ("auto", "towers", "none")
+
 # Settings a resumed run may change; everything else is fixed by the checkpoint.
 RUNTIME_SETTINGS = ("epochs", "device", "workers", "max_steps", "shards", "out")
 
@@ -25,6 +27,11 @@ class TrainConfig:
     pretrained: str = "none"
     fusion: str = "avg"
     sketch_tower: str = "shared"
+    # Pretrained towers: "towers" trains only their projections (and the last `unlocked_groups` layer
+    # groups), "none" fine-tunes them whole; "auto" is "towers" on a CPU and "none" on a GPU.
+    # "none" until "auto" is measured against it on the shipped configs.
+    freeze: str = "none"
+    unlocked_groups: int = 0
     epochs: int = 10
     batch_size: int = 64
     lr: float = 1e-3
@@ -57,6 +64,8 @@ class TrainConfig:
             (self.max_steps is None or self.max_steps >= 1, f"max-steps must be at least 1, not {self.max_steps}"),
             (0 <= self.query_dropout_sketch + self.query_dropout_text <= 1,
              "query dropout of sketch and text must add up to at most 1"),
+            (self.freeze in FREEZE_MODES, f"freeze must be one of {', '.join(FREEZE_MODES)}, not {self.freeze!r}"),
+            (self.unlocked_groups >= 0, f"unlocked-groups must be 0 or more, not {self.unlocked_groups}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -66,6 +75,10 @@ class TrainConfig:
     def spec(self) -> ModelSpec:
         return ModelSpec(model=self.model, pretrained=self.pretrained, fusion=self.fusion,
                          sketch_tower=self.sketch_tower)
+
+    def freeze_on(self, device: str) -> bool:
+        """Whether the pretrained towers are locked on this device."""
+        return self.freeze == "towers" or (self.freeze == "auto" and not device.startswith("cuda"))
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(asdict(self)))

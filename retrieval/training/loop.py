@@ -97,6 +97,8 @@ def _train(cfg: TrainConfig, resume: bool, world: World, device: str, on_step, o
 
     _seed_everything(cfg.seed)
     model, pp, tokenizer = create_model(cfg.spec, device=device)
+    if cfg.freeze_on(device):
+        model.lock_pretrained_towers(cfg.unlocked_groups)
     optimizer, scheduler = make_optimizer(model, cfg, schedule.steps_per_epoch * cfg.epochs)
     step, start_epoch, best = 0, 0, -float("inf")
     partial = EpochProgress()
