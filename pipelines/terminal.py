@@ -13,12 +13,12 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgress
                            TimeElapsedColumn, TimeRemainingColumn)
 from rich.table import Table
 
+from fsbir import FsbirError
 from fsbir.retrieval.evaluate import EvalConfig, results_table, run_eval
 from fsbir.retrieval.index import IndexConfig, SearchEngine, build_index, results_json
 from fsbir.retrieval.training import TrainConfig, train
 from fsbir.retrieval.training.distributed import launched_world
 from fsbir.shardformat import STATUS_OK, count_ok_rows
-from fsbir import FsbirError
 from fsbir.sketchgen import SketchgenError, decode_sketch
 
 from .build import BuildConfig, BuildSummary, prepare_build
