@@ -177,6 +177,8 @@ def train(
     workers: int = typer.Option(default(TrainConfig, "workers"), help="DataLoader worker processes."),
     max_steps: Optional[int] = typer.Option(None, help="Stop after this many optimizer steps."),
     category_column: Optional[str] = typer.Option(None, help="Gallery column for category precision in validation."),
+    val_queries: Optional[str] = typer.Option(None, help="Human drawings (queries CSV or Quick, Draw! .ndjson file/folder) searched against the val split each epoch; best.pt is chosen by their score."),
+    val_category_map: Optional[Path] = typer.Option(None, help="JSON mapping a drawing's category to gallery categories (with --category-column)."),
     device: str = typer.Option(default(TrainConfig, "device"), help="auto | cpu | cuda | cuda:N."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoints/last.pt with the settings it was trained with."),
 ) -> None:
@@ -189,7 +191,9 @@ def train(
 
     typed = given(ctx, dict(model=model, pretrained=pretrained, fusion=fusion, sketch_tower=sketch_tower,
                             freeze=freeze, unlocked_groups=unlocked_groups, epochs=epochs, batch_size=batch_size, lr=lr, accum_steps=accum_steps, seed=seed,
-                            workers=workers, max_steps=max_steps, category_column=category_column, device=device))
+                            workers=workers, max_steps=max_steps, category_column=category_column,
+                            val_queries=val_queries, val_category_map=str(val_category_map) if val_category_map else None,
+                            device=device))
     overrides = {"shards": shards, "out": str(out), **typed}
     cfg = load_config(str(config) if config else None, overrides, saved_config(out) if resume else None)
     train_with_progress(cfg, resume=resume)

@@ -111,6 +111,9 @@ def train_with_progress(cfg: TrainConfig, resume: bool = False) -> dict:
             modes = r["val"]["modes"]
             k = r["val"]["k"]
             line += "  val R@{}: ".format(k) + ", ".join(f"{m} {v[f'R@{k}']:.3f}" for m, v in modes.items())
+            if "human" in r["val"]:
+                sketch = r["val"]["human"]["modes"]["sketch"]
+                line += "  drawings: " + ", ".join(f"{m} {v:.3f}" for m, v in sketch.items() if m.startswith(("R@", "P@")))
         progress.console.print(line)
 
     with progress:

@@ -222,7 +222,7 @@ def run_eval(cfg: EvalConfig, on_batch: Callable[[int], None] | None = None) -> 
     model.eval()
     queries = None
     if cfg.queries:  # read the drawings first: a bad query file fails before the gallery is embedded
-        cmap = _read_category_map(cfg.category_map) if cfg.category_map else None
+        cmap = read_category_map(cfg.category_map) if cfg.category_map else None
         queries = load_human_queries(cfg.queries, pp, cfg.query_text, cmap)
     emb = embed_split(model, cfg.shards, cfg.split, pp, tok, cfg.batch_size, cfg.category_column, device,
                       on_batch=on_batch)
@@ -237,7 +237,7 @@ def run_eval(cfg: EvalConfig, on_batch: Callable[[int], None] | None = None) -> 
     return result
 
 
-def _read_category_map(path: str) -> dict[str, list[str]]:
+def read_category_map(path: str) -> dict[str, list[str]]:
     try:
         cmap = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:

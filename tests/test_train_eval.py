@@ -141,3 +141,27 @@ def test_quickdraw_queries_render_and_carry_word_text(tmp_path, tiny_model):
     assert q["sketches"].shape == (2, 3, 96, 96)
     assert q["text"] == ["a shoe", "a hat"]
     assert q["accepted"] == [{"Casual Shoes", "Sports Shoes"}, {"hat"}]
+
+
+def test_val_queries_choose_the_best_checkpoint(demo_shards, tmp_path):
+    """Human drawings given to train are searched against the val split each epoch, and best.pt is
+    the epoch where their score is highest."""
+    drawing = [[[10, 90, 110, 0, 10], [0, 0, 100, 100, 0]]]
+    (tmp_path / "qd").mkdir()
+    (tmp_path / "qd" / "tee.ndjson").write_text("".join(json.dumps({"word": w, "drawing": drawing}) + "\n"
+                                                        for w in ("tee", "tee", "trousers")))
+    (tmp_path / "map.json").write_text(json.dumps({"tee": ["t-shirt"], "trousers": ["trousers"]}))
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", str(demo_shards), "--out", str(out), "--epochs", "2", "--batch-size", "8",
+                                 "--workers", "0", "--category-column", "category", "--val-queries",
+                                 str(tmp_path / "qd"), "--val-category-map", str(tmp_path / "map.json")])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    scores = [r["val"]["human"]["modes"]["sketch"]["P@10_category"] for r in records]
+    assert records[0]["val"]["human"]["queries"] == 3
+    assert records[-1]["best_val"] == max(scores)
+    best = load_checkpoint(out / "checkpoints" / "best.pt")
+    assert best["epoch"] == 1 + scores.index(max(scores))
+    refused = runner.invoke(app, ["train", str(demo_shards), "--out", str(tmp_path / "r2"), "--val-queries",
+                                  str(tmp_path / "qd")])
+    assert refused.exit_code == 2 and "need --category-column" in refused.stderr

@@ -53,6 +53,10 @@ class TrainConfig:
     eval_k: int = 10
     max_steps: int | None = None  # stop early (smoke tests, benchmarks)
     category_column: str | None = None
+    # Human drawings that choose best.pt (a queries CSV or Quick, Draw! ndjson, as for `fsbir eval`),
+    # searched against the val split; a category map as for eval.
+    val_queries: str | None = None
+    val_category_map: str | None = None
 
     def __post_init__(self) -> None:
         checks = [

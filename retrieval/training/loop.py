@@ -23,7 +23,7 @@ from .config import TrainConfig
 from .distributed import World
 from .epoch import EpochProgress, train_one_epoch
 from .optim import make_optimizer
-from .validate import selection_score, validate
+from .validate import load_val_queries, selection_score, validate
 
 
 def last_checkpoint(out: str | Path) -> Path:
@@ -117,6 +117,9 @@ def _train(cfg: TrainConfig, resume: bool, world: World, device: str, on_step, o
         trained = DistributedDataParallel(model, device_ids=[device] if device.startswith("cuda") else None,
                                           find_unused_parameters=True)
     has_val = count_ok_rows(cfg.shards, "val") > 0
+    human = load_val_queries(cfg, pp) if world.is_main else None
+    if human is not None and not has_val:
+        raise FsbirError(f"--val-queries are searched against the val split, and {cfg.shards} has no ok val rows")
     loader_cfg = LoaderConfig(batch_size=schedule.rank_batch, split="train", shuffle_buffer=cfg.shuffle_buffer,
                               seed=cfg.seed, workers=cfg.workers, drop_last=True, augment=cfg.augment,
                               rank=world.rank, world=world.size)
@@ -158,7 +161,7 @@ def _train(cfg: TrainConfig, resume: bool, world: World, device: str, on_step, o
                   "logit_scale": float(model.logit_scale.detach().exp())}
         if world.is_main:
             if has_val:
-                record["val"] = validate(model, cfg, pp, tokenizer, device)
+                record["val"] = validate(model, cfg, pp, tokenizer, device, human)
             score = selection_score(record.get("val"), train_loss, cfg.eval_k)
             is_best = score > best
             best = max(best, score)
