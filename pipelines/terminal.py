@@ -14,7 +14,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgress
 from rich.table import Table
 
 from fsbir import FsbirError
-from fsbir.retrieval.evaluate import EvalConfig, results_table, run_eval
+from fsbir.retrieval.evaluate import EvalConfig, by_category_table, results_table, run_eval
 from fsbir.retrieval.index import IndexConfig, SearchEngine, build_index, results_json
 from fsbir.retrieval.training import TrainConfig, train
 from fsbir.retrieval.training.distributed import launched_world
@@ -129,6 +129,8 @@ def eval_with_progress(cfg: EvalConfig) -> dict:
     with row_progress(f"embedding {cfg.split}", count_ok_rows(cfg.shards, cfg.split), unit="items") as advance:
         result = run_eval(cfg, on_batch=advance)
     console.print(results_table(result))
+    if "by_category" in result:
+        console.print(by_category_table(result))
     if cfg.json_path:
         console.print(f"wrote {cfg.json_path}")
     return result

@@ -162,7 +162,8 @@ def load_human_queries(path: str, pp: Preprocess, query_text: str | None,
     if not sketches:
         raise FsbirError(f"no queries found in {path}")
     accepted = [None if c is None else set((category_map or {}).get(c, [c])) for c in categories]
-    return {"sketches": torch.stack(sketches), "product_id": product_ids, "accepted": accepted, "text": texts}
+    return {"sketches": torch.stack(sketches), "product_id": product_ids, "category": categories,
+            "accepted": accepted, "text": texts}
 
 
 def _read_query_sketch(root: Path, ref: str, where: str):
@@ -193,7 +194,8 @@ def human_query_metrics(model, emb: dict, queries: dict, tokenizer: Callable, k:
     missing = [queries["product_id"][i] for i in product_rows if queries["product_id"][i] not in index]
     if missing:
         raise FsbirError(f"{len(missing)} query product ids are not in the gallery (e.g. {missing[:3]})")
-    modes = {}
+    words = sorted({queries["category"][i] for i in category_rows})
+    modes, by_category = {}, {}
     for mode, q in query_sets.items():
         sim = q.numpy() @ gallery.T
         m: dict = {}
@@ -204,8 +206,18 @@ def human_query_metrics(model, emb: dict, queries: dict, tokenizer: Callable, k:
             accepted = [queries["accepted"][i] for i in category_rows]
             m[f"P@{k}_category"] = category_precision_at_k(sim[category_rows], accepted, emb["category"], k)
             m["category_chance"] = category_chance(accepted, emb["category"])
+            by_category[mode] = {}
+            for word in words:  # each drawn category on its own: where the model sees doodles, and where not
+                rows = [i for i in category_rows if queries["category"][i] == word]
+                acc = [queries["accepted"][i] for i in rows]
+                by_category[mode][word] = {
+                    f"P@{k}": category_precision_at_k(sim[rows], acc, emb["category"], k),
+                    "chance": category_chance(acc, emb["category"]), "queries": len(rows)}
         modes[mode] = m
-    return {"gallery_size": len(gallery), "queries": len(queries["product_id"]), "k": k, "modes": modes}
+    result = {"gallery_size": len(gallery), "queries": len(queries["product_id"]), "k": k, "modes": modes}
+    if by_category:
+        result["by_category"] = by_category
+    return result
 
 
 def run_eval(cfg: EvalConfig, on_batch: Callable[[int], None] | None = None) -> dict:
@@ -245,6 +257,24 @@ def read_category_map(path: str) -> dict[str, list[str]]:
     if not isinstance(cmap, dict) or not all(isinstance(v, list) for v in cmap.values()):
         raise FsbirError(f"{path}: a category map is a JSON object of lists, e.g. {{\"shoe\": [\"Casual Shoes\"]}}")
     return cmap
+
+
+def by_category_table(result: dict):
+    """P@k of each drawn category beside its chance, per query mode (Quick, Draw! style queries)."""
+    from rich.table import Table
+
+    k = result["k"]
+    per_mode = result["by_category"]
+    table = Table(title=f"drawings by category — P@{k} (chance)")
+    table.add_column("category", no_wrap=True)
+    table.add_column("queries", justify="right")
+    for mode in per_mode:
+        table.add_column(mode, justify="right")
+    for word in next(iter(per_mode.values())):
+        first = next(iter(per_mode.values()))[word]
+        table.add_row(word, str(first["queries"]), *(f"{per_mode[m][word][f'P@{k}']:.3f} ({per_mode[m][word]['chance']:.3f})"
+                                                    for m in per_mode))
+    return table
 
 
 def results_table(result: dict):

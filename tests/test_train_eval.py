@@ -129,6 +129,11 @@ def test_eval_human_queries_csv_and_ndjson(demo_shards, trained_run, tmp_path):
     data = json.loads((tmp_path / "c.json").read_text())
     assert data["queries"] == 2 and "P@10_category" in data["modes"]["sketch"]
     assert set(data["modes"]) == {"sketch", "sketch+text"}
+    by_category = data["by_category"]["sketch"]
+    assert set(by_category) == {"skirt", "hat"} and by_category["hat"]["queries"] == 1
+    assert data["modes"]["sketch"]["P@10_category"] == pytest.approx(
+        (by_category["skirt"]["P@10"] + by_category["hat"]["P@10"]) / 2)
+    assert "drawings by category" in result.output
 
 
 def test_quickdraw_queries_render_and_carry_word_text(tmp_path, tiny_model):
