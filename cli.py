@@ -294,6 +294,19 @@ def serve(
 
 
 @app.command()
+def report(
+    path: Path = typer.Argument(..., help="A shards folder (→ contact sheet) or a run folder with metrics.jsonl (→ training curves)."),
+    out: Path = typer.Option(..., "--out", help="PNG file to write."),
+    queries: Optional[str] = typer.Option(None, help="Human drawings to show beside the sketches (queries CSV or Quick, Draw! .ndjson file/folder)."),
+) -> None:
+    """Pictures instead of numbers: a contact sheet of photos, sketches, failures and drawings, or training curves."""
+    from fsbir.pipelines.report import write_report
+
+    kind = write_report(str(path), str(out), queries)
+    typer.echo(f"wrote {'training curves' if kind == 'curves' else 'contact sheet'} to {out}")
+
+
+@app.command()
 def quickstart(
     out: Path = typer.Option(Path(default(QuickstartConfig, "out_dir")), help="Folder for everything the quickstart makes."),
     n: int = typer.Option(default(QuickstartConfig, "n"), "--n", help="Demo catalog size."),

@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 
-def _font(size: int):
+def font(size: int):
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1
@@ -31,16 +31,16 @@ def _tile(img: Image.Image, lines: list[str], tile: int, font, border=(200, 200,
 def result_grid(sketch: np.ndarray | None, text: str | None, results: list, image_of, tile: int = 160,
                 per_row: int = 6) -> Image.Image:
     """`results`: SearchResult-like (rank, product_id, caption, score, row); image_of(row) → JPEG bytes."""
-    font = _font(12)
+    label_font = font(12)
     wrap = max(10, tile // 7)
     query_img = Image.fromarray(sketch) if sketch is not None else Image.new("L", (tile, tile), 255)
     query_lines = ["QUERY" + ("" if sketch is not None else " (no sketch)")]
     query_lines += textwrap.wrap(f'"{text}"', wrap)[:2] if text else ["(no text)"]
-    tiles = [_tile(query_img, query_lines, tile, font, border=(220, 60, 60))]
+    tiles = [_tile(query_img, query_lines, tile, label_font, border=(220, 60, 60))]
     for r in results:
         cap = textwrap.wrap(r.caption or "", wrap)[:2] or [""]
         lines = [f"#{r.rank}  {r.score:.3f}  {r.product_id}"[: wrap + 4]] + cap
-        tiles.append(_tile(Image.open(io.BytesIO(image_of(r.row))), lines, tile, font))
+        tiles.append(_tile(Image.open(io.BytesIO(image_of(r.row))), lines, tile, label_font))
     h = max(t.height for t in tiles)
     rows = (len(tiles) + per_row - 1) // per_row
     cols = min(per_row, len(tiles))

@@ -54,3 +54,27 @@ def test_demo_catalog_command(tmp_path):
     result = runner.invoke(app, ["demo-catalog", str(tmp_path / "d"), "--n", "5", "--seed", "1"])
     assert result.exit_code == 0
     assert len((tmp_path / "d" / "metadata.jsonl").read_text().splitlines()) == 5
+
+
+def test_report_contact_sheet_and_curves(demo_shards, demo_run, tmp_path):
+    from PIL import Image
+
+    (tmp_path / "qd").mkdir()
+    (tmp_path / "qd" / "hat.ndjson").write_text(json.dumps({"word": "hat", "drawing": [[[0, 50, 100], [80, 0, 80]]]}) + "\n")
+    sheet = tmp_path / "sheet.png"
+    result = runner.invoke(app, ["report", str(demo_shards), "--out", str(sheet), "--queries", str(tmp_path / "qd")])
+    assert result.exit_code == 0, result.output
+    img = Image.open(sheet)
+    assert img.width == 6 + 8 * (128 + 6)
+    # a header, two branches (canny and light_item), the drawings and the failures: five sections
+    assert img.height == 28 + 2 * 152 + 152 + 28
+    import numpy as np
+
+    drawings_row = np.asarray(img.convert("L").crop((6, 28 + 2 * 152 + 22, 6 + 128, 28 + 2 * 152 + 22 + 128)))
+    assert drawings_row.min() < 80  # the doodle's strokes are drawn
+    curves = tmp_path / "curves.png"
+    result = runner.invoke(app, ["report", str(demo_run), "--out", str(curves)])
+    assert result.exit_code == 0 and "training curves" in result.output
+    assert Image.open(curves).size == (6 * 3 + 2 * 520, 300 + 12)
+    missing = runner.invoke(app, ["report", str(tmp_path / "nothing"), "--out", str(tmp_path / "x.png")])
+    assert missing.exit_code == 2 and "no shards folder" in missing.stderr
