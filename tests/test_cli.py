@@ -1,6 +1,7 @@
 import json
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from fsbir.cli import app
@@ -78,3 +79,26 @@ def test_report_contact_sheet_and_curves(demo_shards, demo_run, tmp_path):
     assert Image.open(curves).size == (6 * 3 + 2 * 520, 300 + 12)
     missing = runner.invoke(app, ["report", str(tmp_path / "nothing"), "--out", str(tmp_path / "x.png")])
     assert missing.exit_code == 2 and "no shards folder" in missing.stderr
+
+
+def test_probe_reports_colour_swap_caption_ablation_and_brand_words(demo_shards, demo_run, tmp_path):
+    from fsbir.shardformat import iter_shard_rows
+
+    out = tmp_path / "probe.json"
+    result = runner.invoke(app, ["probe", str(demo_shards), "--checkpoint", str(demo_run), "--split", "all",
+                                 "--colour-column", "colour", "--category-column", "category", "--colours", "3",
+                                 "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    rows = [r for r in iter_shard_rows(demo_shards) if r["status"] == "ok"]
+    colours = [r["colour"] for r in rows]
+    swap = data["colour_swap"]
+    assert len(swap["colours"]) == 3 and swap["colours"][0] == max(set(colours), key=colours.count)
+    assert swap["colour_base_rate"] == pytest.approx(sum(colours.count(c) for c in swap["colours"]) / 3 / len(rows))
+    types = [r["category"] for r in rows]
+    assert swap["type_base_rate"] == pytest.approx(sum(types.count(t) for t in types) / len(rows) ** 2)
+    for probe in ("colour_swap", "caption_ablation", "brand_words"):
+        assert all(0 <= v <= 1 for v in data[probe].values() if isinstance(v, float))
+    assert "colour_swap" in result.output
+    wrong = runner.invoke(app, ["probe", str(demo_shards), "--checkpoint", str(demo_run)])
+    assert wrong.exit_code == 2 and "'baseColour' is not a shard column" in wrong.stderr

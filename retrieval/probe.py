@@ -1,0 +1,100 @@
+"""`fsbir probe`: does the text steer what the sketch finds?
+
+- colour swap: each item's own sketch with "a {colour} {category}" for the gallery's most common
+  colours; the share of the top-k in the asked colour (against the share of the gallery in it) and
+  of the sketched item's type;
+- caption ablation: the sketch alone against the sketch + "a {category}", by type precision;
+- brand words: the sketch + the caption's first word (the brand, in Myntra captions) against the
+  sketch alone, by the share of the top-k from that brand.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+
+from fsbir import FsbirError
+from fsbir.shardformat import STATUS_OK, iter_shard_rows, shard_files
+
+from .checkpoint import model_from_checkpoint
+from .evaluate import embed_split, fuse, pick_device
+from .metrics import top_k
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProbeConfig:
+    shards: str
+    checkpoint: str
+    split: str = "test"
+    colour_column: str = "baseColour"
+    category_column: str = "articleType"
+    template: str = "a {colour} {category}"
+    colours: int = 6  # the gallery's most common colours are swapped in
+    k: int = 10
+    device: str = "auto"
+
+
+def _column(shards: str, split: str, column: str, ids: list[str]) -> list[str | None]:
+    values: dict[str, str | None] = {}
+    for r in iter_shard_rows(shards, columns=["product_id", "status", "split", column]):
+        if r["status"] == STATUS_OK and (split == "all" or r["split"] == split):
+            values.setdefault(r["product_id"], r[column])
+    return [values.get(pid) for pid in ids]
+
+
+def _share(best: np.ndarray, labels: np.ndarray, wanted: np.ndarray) -> float:
+    """Mean share of each query's top-k whose label equals that query's wanted label."""
+    return float((labels[best] == wanted[:, None]).mean())
+
+
+@torch.no_grad()
+def run_probe(cfg: ProbeConfig) -> dict:
+    device = pick_device(cfg.device)
+    columns = pq.read_schema(shard_files(cfg.shards)[0]).names
+    for option, column in (("--colour-column", cfg.colour_column), ("--category-column", cfg.category_column)):
+        if column not in columns:
+            raise FsbirError(f"{option} {column!r} is not a shard column; the shards have {', '.join(columns)}")
+    model, pp, tokenizer, _ = model_from_checkpoint(cfg.checkpoint, device)
+    emb = embed_split(model, cfg.shards, cfg.split, pp, tokenizer, 128, cfg.category_column, device)
+    gallery = emb["photo"].numpy()
+    types = np.array([str(c) for c in emb["category"]], dtype=object)
+    colours = np.array([str(c) for c in _column(cfg.shards, cfg.split, cfg.colour_column, emb["product_id"])], dtype=object)
+    if all(c == "None" for c in colours):
+        raise FsbirError(f"no values in the colour column {cfg.colour_column!r} for the {cfg.split} split")
+
+    def encode(texts: list[str]) -> torch.Tensor:
+        return torch.cat([model.encode_text(tokenizer(texts[i:i + 256]).to(device)).float().cpu()
+                          for i in range(0, len(texts), 256)])
+
+    def top(sketch: torch.Tensor, text: torch.Tensor | None) -> np.ndarray:
+        return top_k(fuse(model, sketch, text).numpy() @ gallery.T, cfg.k)
+
+    sketches = emb["sketch"]
+    asked = [c for c, _ in Counter(colours).most_common(cfg.colours)]
+    colour_hits, type_hits, base = [], [], []
+    for colour in asked:
+        texts = [cfg.template.format(colour=colour.lower(), category=t.lower()) for t in types]
+        best = top(sketches, encode(texts))
+        colour_hits.append(_share(best, colours, np.array([colour] * len(types), dtype=object)))
+        type_hits.append(_share(best, types, types))
+        base.append(float((colours == colour).mean()))
+    type_base = float(np.mean([(types == t).mean() for t in types]))
+    sketch_only = top(sketches, None)
+    with_category = top(sketches, encode([f"a {t.lower()}" for t in types]))
+    brands = np.array([(c or "").split()[0] if (c or "").split() else "" for c in emb["caption"]], dtype=object)
+    with_brand = top(sketches, encode([b or "a" for b in brands]))
+    return {
+        "gallery_size": len(gallery), "queries": len(types), "k": cfg.k, "split": cfg.split,
+        "colour_swap": {"colours": asked, "template": cfg.template,
+                        f"colour_P@{cfg.k}": float(np.mean(colour_hits)), "colour_base_rate": float(np.mean(base)),
+                        f"type_P@{cfg.k}": float(np.mean(type_hits)), "type_base_rate": type_base},
+        "caption_ablation": {f"type_P@{cfg.k}_sketch": _share(sketch_only, types, types),
+                             f"type_P@{cfg.k}_sketch+category": _share(with_category, types, types),
+                             "type_base_rate": type_base},
+        "brand_words": {f"brand_P@{cfg.k}_sketch": _share(sketch_only, brands, brands),
+                        f"brand_P@{cfg.k}_sketch+brand": _share(with_brand, brands, brands),
+                        "brand_base_rate": float(np.mean([(brands == b).mean() for b in brands]))},
+    }
