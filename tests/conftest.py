@@ -1,5 +1,6 @@
 import io
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,19 @@ from fsbir.pipelines.demo_catalog import write_demo_catalog
 def demo_catalog(tmp_path_factory) -> Path:
     """A small demo catalog in the imagefolder layout (made by the project itself)."""
     return write_demo_catalog(tmp_path_factory.mktemp("demo") / "catalog", n=36, seed=3)
+
+
+def wait_until(condition, what: str, process=None, limit: float = 180.0, poll: float = 0.05) -> None:
+    """Poll `condition` until it holds. A guard against a hung test, not a speed check: when
+    `process` exits first, or after `limit` seconds, the test fails naming what never happened."""
+    stop = time.monotonic() + limit
+    while not condition():
+        if process is not None and process.poll() is not None:
+            err = process.stderr.read() if getattr(process, "stderr", None) else ""
+            pytest.fail(f"{what}: the process exited with {process.returncode} first\n{err[-2000:] if err else ''}")
+        if time.monotonic() > stop:
+            pytest.fail(f"{what}: not seen within {limit:.0f} s")
+        time.sleep(poll)
 
 
 def encode(img: Image.Image, fmt: str, **kw) -> bytes:

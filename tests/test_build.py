@@ -15,7 +15,7 @@ from fsbir.pipelines.build import BuildConfig, run_build
 from fsbir.pipelines.catalog import CatalogSpec
 from fsbir.pipelines.demo_catalog import write_demo_catalog
 from fsbir.shardformat import shard_files, split_for
-from tests.conftest import encode, photo
+from tests.conftest import encode, photo, wait_until
 
 BASE_COLUMNS = ["key", "product_id", "caption", "split", "image", "sketch", "sketch_method", "sketch_params",
                 "edge_density", "width", "height", "original_width", "original_height", "sha256", "status",
@@ -198,9 +198,7 @@ def test_killed_run_resumes_without_duplicates(tmp_path):
     cmd = [sys.executable, "-m", "fsbir", "build-dataset", str(catalog), str(out), "--shard-size", "10",
            "--workers", "1", "--image-size", "128"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=Path(__file__).parents[1])
-    deadline = time.time() + 120
-    while not list(out.glob("shard-*.stats.json")) and time.time() < deadline:
-        time.sleep(0.02)
+    wait_until(lambda: any(out.glob("shard-*.stats.json")), "a first finished shard", proc, poll=0.02)
     time.sleep(0.3)
     proc.send_signal(signal.SIGKILL)
     proc.wait()

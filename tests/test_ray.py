@@ -4,10 +4,10 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import psutil
 import pytest
 
@@ -15,6 +15,7 @@ from fsbir.pipelines.build import BuildConfig, OutputFolderError, run_build
 from fsbir.pipelines.catalog import CatalogSpec
 from fsbir.pipelines.demo_catalog import write_demo_catalog
 from fsbir.shardformat import shard_files
+from tests.conftest import wait_until
 from tests.test_build import make_bad_catalog
 
 pytestmark = pytest.mark.slow
@@ -68,13 +69,13 @@ def test_killed_ray_run_resumes(tmp_path):
     catalog = write_demo_catalog(tmp_path / "cat", n=400, seed=4, size=256)
     out = tmp_path / "out"
     proc = ray_build(catalog, out)
-    deadline = time.time() + 180
     helpers: list[psutil.Process] = []
-    while not list(out.glob("shard-*.stats.json")):
-        assert time.time() < deadline and proc.poll() is None, proc.stderr.read() if proc.poll() is not None else ""
-        helpers = descendants(proc.pid) or helpers
-        time.sleep(0.05)
-    helpers += descendants(proc.pid)
+
+    def first_shard() -> bool:
+        helpers.extend(p for p in descendants(proc.pid) if p not in helpers)  # the local Ray it starts
+        return any(out.glob("shard-*.stats.json"))
+
+    wait_until(first_shard, "a first finished shard", proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     for p in helpers:  # the local Ray the killed driver started
@@ -85,7 +86,8 @@ def test_killed_ray_run_resumes(tmp_path):
     psutil.wait_procs(helpers, timeout=30)
     finished = len(list(out.glob("shard-*.stats.json")))
     assert 0 < finished < 20
-    assert len(list(out.glob("shard-*.parquet"))) == finished  # no half shard under a real name
+    named = list(out.glob("shard-*.parquet"))  # no half shard under a real name
+    assert finished <= len(named) <= finished + 2 and all(pq.read_table(f).num_rows == 20 for f in named)
     rerun = ray_build(catalog, out)
     _, stderr = rerun.communicate(timeout=600)
     assert rerun.returncode == 0, stderr
@@ -98,19 +100,18 @@ def test_a_ray_worker_killed_mid_shard_loses_nothing(tmp_path):
     catalog = write_demo_catalog(tmp_path / "cat", n=400, seed=6, size=256)
     out = tmp_path / "out"
     proc = ray_build(catalog, out)
-    deadline = time.time() + 180
-    killed = None
-    while killed is None:
-        assert time.time() < deadline and proc.poll() is None, "no Ray task was seen running"
+
+    def kill_a_running_task() -> bool:
         for p in descendants(proc.pid):
             try:
                 if "build_shard" in " ".join(p.cmdline()):
                     p.send_signal(signal.SIGKILL)
-                    killed = p.pid
-                    break
+                    return True
             except psutil.NoSuchProcess:
                 continue
-        time.sleep(0.05)
+        return False
+
+    wait_until(kill_a_running_task, "a Ray worker running build_shard", proc)
     _, stderr = proc.communicate(timeout=600)
     assert proc.returncode == 0, stderr
     df = frame(out)

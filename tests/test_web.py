@@ -4,7 +4,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ from PIL import Image
 
 from fsbir.pipelines.web import WebConfig, create_app
 from fsbir.retrieval.index import SearchEngine
-from tests.conftest import encode
+from tests.conftest import encode, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("FSBIR_ARTIFACTS", Path(__file__).parents[1] / "runs" / "test-artifacts"))
@@ -101,21 +100,19 @@ def test_real_browser_draw_type_search(demo_index, demo_shards):
     from playwright.sync_api import sync_playwright
 
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "cli", "serve", str(demo_index), "--port", str(port)],
-                              cwd=Path(__file__).parents[1], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    server = subprocess.Popen([sys.executable, "-m", "fsbir", "serve", str(demo_index), "--port", str(port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         import urllib.request
 
-        deadline = time.time() + 60
-        while True:
+        def healthy() -> bool:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
-                    if r.status == 200:
-                        break
+                    return r.status == 200
             except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    raise AssertionError(f"server did not start: {server.stdout.read().decode()[-2000:]}")
-                time.sleep(0.2)
+                return False
+
+        wait_until(healthy, "the server's /healthz", server, poll=0.2)
         engine = SearchEngine(demo_index)
         item = engine.items.slice(0, 1).to_pylist()[0]  # a known catalog item: draw its box, type its caption
         with sync_playwright() as p:

@@ -4,12 +4,13 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 import zipfile
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -88,16 +89,17 @@ def test_installed_wheel_loads_a_model_config_and_serves_the_page(isolated, demo
     server = subprocess.Popen([str(venv / "bin" / "fsbir"), "serve", str(demo_index), "--port", str(port)], cwd=cwd,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.time() + 120
-        while True:
+        pages: list[str] = []
+
+        def page_served() -> bool:
             try:
-                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read().decode()
-                break
+                pages.append(urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read().decode())
+                return True
             except OSError:
-                assert server.poll() is None, server.stderr.read().decode()
-                assert time.time() < deadline, "server did not come up"
-                time.sleep(0.5)
-        assert "<canvas" in page
+                return False
+
+        wait_until(page_served, "the page from the installed wheel", server, poll=0.5)
+        assert "<canvas" in pages[0]
     finally:
         server.terminate()
         server.wait(timeout=30)
