@@ -148,19 +148,19 @@ def build_index(cfg: IndexConfig, on_batch: Callable[[int], None] | None = None)
     model, pp, tokenizer, _ = model_from_checkpoint(cfg.checkpoint, device)
     model.eval()
     columns = [c for c in pq.read_schema(shard_files(cfg.shards)[0]).names if c not in ITEM_COLUMNS_DROPPED]
+    tune = index_type == "ivf"  # only then are sketches read: a sample of them tunes nprobe
     probe = QuerySample(TUNING_QUERIES)
     with atomic_path(out / "embeddings.npy") as emb_tmp, atomic_path(out / "items.parquet") as items_tmp:
+        # ok rows are unique products (the catalog reader marks repeats duplicate_product), so the
+        # gallery's size is known before the first batch
         vectors = np.lib.format.open_memmap(emb_tmp, mode="w+", dtype=np.float32, shape=(gallery, model.embed_dim))
-        count, seen, writer = 0, set(), None
+        count, writer = 0, None
         try:
-            stream = iter_rows(cfg.shards, cfg.split, columns + ["sketch"])
+            stream = iter_rows(cfg.shards, cfg.split, columns + (["sketch"] if tune else []))
             while rows := list(itertools.islice(stream, cfg.batch_size)):
-                rows = [r for r in rows if r["product_id"] not in seen]
-                for r in rows:
-                    probe.offer((r.pop("sketch")["bytes"], r.get("caption") or ""))
-                seen.update(r["product_id"] for r in rows)
-                if not rows:
-                    continue
+                if tune:
+                    for r in rows:
+                        probe.offer((r.pop("sketch")["bytes"], r.get("caption") or ""))
                 photos = torch.stack([photo_tensor(decode_photo(r["image"]["bytes"], pp.image_size), pp) for r in rows])
                 vectors[count:count + len(rows)] = model.encode_image(photos.to(device)).float().cpu().numpy()
                 table = pa.Table.from_pylist([{**{k: v for k, v in r.items() if k not in ("image", "status")},
@@ -174,13 +174,9 @@ def build_index(cfg: IndexConfig, on_batch: Callable[[int], None] | None = None)
             if writer is not None:
                 writer.close()
         vectors.flush()
-        if count < gallery:  # a product listed twice in the shards: keep the .npy row-aligned with the items
-            del vectors
-            vectors = np.load(emb_tmp, mmap_mode="r")[:count].copy()
-            np.save(emb_tmp, vectors)
         index = make_faiss_index(vectors, index_type, cfg.nlist, cfg.hnsw_m)
         nprobe, recall = None, None
-        if index_type == "ivf":  # tuned with real sketch+text queries of a sample of the gallery
+        if tune:  # with real sketch+text queries of a sample of the gallery
             nprobe, recall = tune_nprobe(index, vectors, probe.embed(model, pp, tokenizer, device))
         with atomic_path(out / "index.faiss") as tmp:
             faiss.write_index(index, str(tmp))
