@@ -169,6 +169,7 @@ def train(
     sketch_tower: str = typer.Option(default(TrainConfig, "sketch_tower"), help="shared (photos and sketches through one vision tower) | separate."),
     freeze: str = typer.Option(default(TrainConfig, "freeze"), help="Pretrained towers: towers (train only their projections), none (fine-tune them), auto (towers on CPU, none on GPU)."),
     unlocked_groups: int = typer.Option(default(TrainConfig, "unlocked_groups"), help="With --freeze towers: layer groups at the top of a pretrained vision tower left trainable."),
+    cache_views: int = typer.Option(default(TrainConfig, "cache_views"), help="Towers locked whole: cache their features once per run, each sketch in this many views (1 clean, the rest augmented); 0 runs them at every step."),
     epochs: int = typer.Option(default(TrainConfig, "epochs")),
     batch_size: int = typer.Option(default(TrainConfig, "batch_size")),
     lr: float = typer.Option(default(TrainConfig, "lr"), help="Learning rate of new parts; pretrained towers use lr × tower_lr_scale."),
@@ -190,7 +191,7 @@ def train(
     from fsbir.retrieval.training import load_config, saved_config
 
     typed = given(ctx, dict(model=model, pretrained=pretrained, fusion=fusion, sketch_tower=sketch_tower,
-                            freeze=freeze, unlocked_groups=unlocked_groups, epochs=epochs, batch_size=batch_size, lr=lr, accum_steps=accum_steps, seed=seed,
+                            freeze=freeze, unlocked_groups=unlocked_groups, cache_views=cache_views, epochs=epochs, batch_size=batch_size, lr=lr, accum_steps=accum_steps, seed=seed,
                             workers=workers, max_steps=max_steps, category_column=category_column,
                             val_queries=val_queries, val_category_map=str(val_category_map) if val_category_map else None,
                             device=device))

@@ -89,21 +89,25 @@ def train_with_progress(cfg: TrainConfig, resume: bool = False) -> dict:
     """train() with a progress bar and a line per epoch; under torchrun, only rank 0 draws them."""
     if not launched_world().is_main:
         return train(cfg, resume=resume)
-    progress = Progress(TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("loss {task.fields[loss]:.3f}  lr {task.fields[lr]:.2e}  {task.fields[rate]}"),
-                        TimeElapsedColumn(), console=console)
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=console)
     state = {"task": None, "epoch": -1, "seen": 0}
+
+    def on_features(rows: int, total: int) -> None:
+        if state["task"] is None:
+            state["task"] = progress.add_task("locked-tower features", total=total, detail="cached once per run")
+        progress.update(state["task"], advance=rows)
 
     def on_step(r: dict) -> None:
         if r["epoch"] != state["epoch"]:
             if state["task"] is not None:
                 progress.remove_task(state["task"])
             state.update(epoch=r["epoch"], seen=0, t0=time.perf_counter(),
-                         task=progress.add_task("train", total=r["steps_per_epoch"], epoch=r["epoch"] + 1,
-                                                loss=0.0, lr=0.0, rate=""))
+                         task=progress.add_task(f"epoch {r['epoch'] + 1}", total=r["steps_per_epoch"], detail=""))
         state["seen"] += r["samples"]
         rate = state["seen"] / max(1e-9, time.perf_counter() - state["t0"])
-        progress.update(state["task"], advance=1, loss=r["loss"], lr=r["lr"], rate=f"{rate:.0f} samples/s")
+        progress.update(state["task"], advance=1,
+                        detail=f"loss {r['loss']:.3f}  lr {r['lr']:.2e}  {rate:.0f} samples/s")
 
     def on_epoch(r: dict) -> None:
         line = f"epoch {r['epoch']}: train loss {r['train_loss']:.3f}, {r['samples_per_s']:.0f} samples/s"
@@ -117,7 +121,7 @@ def train_with_progress(cfg: TrainConfig, resume: bool = False) -> dict:
         progress.console.print(line)
 
     with progress:
-        record = train(cfg, resume=resume, on_step=on_step, on_epoch=on_epoch)
+        record = train(cfg, resume=resume, on_step=on_step, on_epoch=on_epoch, on_features=on_features)
     if record:
         console.print(f"checkpoints: {cfg.out}/checkpoints/last.pt, best.pt   metrics: {cfg.out}/metrics.jsonl")
     else:

@@ -143,15 +143,15 @@ def create_model(spec: ModelSpec, device: str | torch.device = "cpu") -> tuple[F
             ) from None
         raise
     own = cfg.get(FSBIR_SECTION, {})
-    towers = set(_pretrained_towers(pretrained, text_cfg))
+    modules = set(_pretrained_modules(pretrained, text_cfg))
     if own.get("vision_weights") and not pretrained:
         load_trunk_weights(clip.visual.trunk, own["vision_weights"])
-        towers.add("visual")
+        modules.add("clip.visual.trunk")
     with torch.no_grad():  # CLIP's logit scale starts at log(1/0.07)
         if not pretrained:
             clip.logit_scale.fill_(math.log(1 / 0.07))
     model = FsbirModel(clip, cfg["embed_dim"], spec.fusion, spec.sketch_tower,
-                       pretrained_towers=frozenset(towers)).to(device)
+                       pretrained_modules=frozenset(modules)).to(device)
     pp = {**(clip.visual.preprocess_cfg if hasattr(clip.visual, "preprocess_cfg") else {}),
           **{k: own[k] for k in ("mean", "std") if k in own}}
     size = cfg["vision_cfg"]["image_size"]
@@ -187,10 +187,12 @@ def _quiet_model_loading():
             hf_logging.enable_progress_bar()
 
 
-def _pretrained_towers(pretrained: str | None, text_cfg: dict) -> frozenset[str]:
+def _pretrained_modules(pretrained: str | None, text_cfg: dict) -> frozenset[str]:
+    """A CLIP checkpoint brings both towers whole; a Hugging Face text tower alone brings its
+    transformer (open_clip puts a new projection on it)."""
     if pretrained:
-        return frozenset({"visual", "text"})
-    return frozenset({"text"}) if "hf_model_name" in text_cfg else frozenset()
+        return frozenset({"clip.visual", "clip.text"})
+    return frozenset({"clip.text.transformer"}) if "hf_model_name" in text_cfg else frozenset()
 
 
 def make_tokenizer(name: str, text_cfg: dict) -> Callable:

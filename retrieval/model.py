@@ -14,15 +14,16 @@ from .fusion import create_fusion
 
 
 class FsbirModel(nn.Module):
-    """`pretrained_towers` names the towers ("visual", "text") whose weights came pretrained, so
-    training can give them a smaller learning rate."""
+    """`pretrained_modules` names the submodules whose weights came pretrained ("clip.visual" for
+    a whole CLIP tower, "clip.visual.trunk" for a trunk whose projection is new), so training can
+    give them a smaller learning rate and lock them."""
 
     def __init__(self, clip: nn.Module, embed_dim: int, fusion: str = "avg", sketch_tower: str = "shared",
-                 pretrained_towers: frozenset[str] = frozenset()):
+                 pretrained_modules: frozenset[str] = frozenset()):
         super().__init__()
         self.clip = clip
         self.embed_dim = embed_dim
-        self.pretrained_towers = frozenset(pretrained_towers)
+        self.pretrained_modules = frozenset(pretrained_modules)
         self._frozen_norms: list[nn.Module] = []
         if sketch_tower not in ("shared", "separate"):
             raise FsbirError("sketch_tower must be 'shared' or 'separate'")
@@ -43,23 +44,23 @@ class FsbirModel(nn.Module):
         if "text" in self.pretrained_towers:
             self.clip.lock_text_tower(unlocked_layers=0, freeze_layer_norm=True)
 
+    @property
+    def pretrained_towers(self) -> frozenset[str]:
+        """The towers ("visual", "text") that hold pretrained weights."""
+        return frozenset(path.split(".")[1] for path in self.pretrained_modules)
+
+    def pretrained_parameters(self) -> list[nn.Parameter]:
+        """Parameters that came pretrained; a separate sketch tower's copies of them included."""
+        paths = set(self.pretrained_modules)
+        if self.sketch_visual is not None:
+            paths |= {"sketch_visual" + p[len("clip.visual"):] for p in paths if p.startswith("clip.visual")}
+        return [p for path in sorted(paths) for p in self.get_submodule(path).parameters()]
+
     def train(self, mode: bool = True) -> "FsbirModel":
         super().train(mode)
         for norm in self._frozen_norms:
             norm.eval()
         return self
-
-    def tower_parameters(self) -> dict[str, list[nn.Parameter]]:
-        """Parameters by part, from module membership: "visual" (photo and sketch towers), "text"
-        (the rest of the CLIP model but its logit scale and bias), "head" (fusion, logit scale)."""
-        visual = list(self.clip.visual.parameters())
-        if self.sketch_visual is not None:
-            visual += list(self.sketch_visual.parameters())
-        heads = list(self.fusion.parameters()) + [p for n, p in self.clip.named_parameters(recurse=False)
-                                                  if n in ("logit_scale", "logit_bias")]
-        taken = {id(p) for p in visual + heads}
-        text = [p for p in self.clip.parameters() if id(p) not in taken]
-        return {"visual": visual, "text": text, "head": heads}
 
     @property
     def logit_scale(self) -> torch.Tensor:

@@ -19,30 +19,33 @@ def group_of(groups, param):
 
 
 def test_param_groups_by_module_membership():
+    """Pretrained modules learn at lr × tower_lr_scale; new parts at lr, the new projection on
+    a pretrained text transformer included."""
     model, _, _ = create_model(ModelSpec(model="fsbir-tiny-minilm", sketch_tower="separate"))
     assert model.pretrained_towers == {"text"}
     groups = param_groups(model, CFG)
-    parts = model.tower_parameters()
     assert sum(len(g["params"]) for g in groups) == sum(1 for p in model.parameters() if p.requires_grad)
-    for p in parts["text"]:
+    for p in model.clip.text.transformer.parameters():
         assert group_of(groups, p)["lr"] == pytest.approx(1e-4)
-    for p in parts["visual"] + parts["head"]:
-        assert group_of(groups, p)["lr"] == pytest.approx(1e-3)
-    assert any(p is model.sketch_visual.conv1.weight for p in parts["visual"])
+    for module in (model.clip.text.proj, model.clip.visual, model.sketch_visual, model.fusion):
+        for p in module.parameters():
+            assert group_of(groups, p)["lr"] == pytest.approx(1e-3)
     assert group_of(groups, model.logit_scale)["weight_decay"] == 0.0
     word_embeddings = model.clip.text.transformer.embeddings.word_embeddings.weight
     assert word_embeddings.ndim == 2 and group_of(groups, word_embeddings)["weight_decay"] == 0.0
     assert group_of(groups, model.clip.visual.conv1.weight)["weight_decay"] == 0.2
 
 
-def test_a_tower_named_oddly_is_still_a_tower():
-    """Membership, not names: a parameter whose name says 'visual' but lives in the head is a head."""
-    model, _, _ = create_model(ModelSpec(model="fsbir-tiny", fusion="concat"))
+def test_a_parameter_named_like_a_tower_is_not_pretrained():
+    """Membership, not names: a parameter in the fusion whose name says 'trunk' is new; the
+    pretrained trunk of a separate sketch tower is pretrained."""
+    model, _, _ = create_model(ModelSpec(model="fsbir-effnet-lite0-minilm", fusion="concat", sketch_tower="separate"))
     odd = torch.nn.Parameter(torch.ones(3, 3))
-    model.fusion.register_parameter("visual_bn_ln", odd)
-    assert any(p is odd for p in model.tower_parameters()["head"])
-    assert not any(p is odd for p in model.tower_parameters()["visual"])
-    assert id(odd) not in no_decay_parameters(model)
+    model.fusion.register_parameter("clip_visual_trunk_bn", odd)
+    pretrained = {id(p) for p in model.pretrained_parameters()}
+    assert id(odd) not in pretrained and id(odd) not in no_decay_parameters(model)
+    assert all(id(p) in pretrained for p in model.sketch_visual.trunk.parameters())
+    assert not any(id(p) in pretrained for p in model.clip.visual.head.parameters())
 
 
 def test_warmup_then_cosine_to_zero():

@@ -32,6 +32,10 @@ class TrainConfig:
     # "none" until "auto" is measured against it on the shipped configs.
     freeze: str = "none"
     unlocked_groups: int = 0
+    # Towers locked whole (freeze on, no unlocked groups): their features are computed once per run,
+    # each sketch in this many views (1 clean, the rest augmented), and steps train only what is
+    # above them. 0 runs the towers at every step instead.
+    cache_views: int = 3
     epochs: int = 10
     batch_size: int = 64
     lr: float = 1e-3
@@ -70,6 +74,7 @@ class TrainConfig:
              "query dropout of sketch and text must add up to at most 1"),
             (self.freeze in FREEZE_MODES, f"freeze must be one of {', '.join(FREEZE_MODES)}, not {self.freeze!r}"),
             (self.unlocked_groups >= 0, f"unlocked-groups must be 0 or more, not {self.unlocked_groups}"),
+            (self.cache_views >= 0, f"cache-views must be 0 or more, not {self.cache_views}"),
         ]
         for ok, message in checks:
             if not ok:

@@ -22,6 +22,7 @@ from . import distributed
 from .config import TrainConfig
 from .distributed import World
 from .epoch import EpochProgress, train_one_epoch
+from .features import CachedTowers, cache_features, cached_batches
 from .optim import make_optimizer
 from .validate import load_val_queries, selection_score, validate
 
@@ -67,20 +68,23 @@ class Schedule:
 
 
 def train(cfg: TrainConfig, resume: bool = False, on_step: Callable[[dict], None] | None = None,
-          on_epoch: Callable[[dict], None] | None = None) -> dict:
+          on_epoch: Callable[[dict], None] | None = None,
+          on_features: Callable[[int, int], None] | None = None) -> dict:
     """Train; returns the last epoch's record. Checkpoints at each epoch end (last.pt; best.pt by
     validation). With `resume`, continues from last.pt with the same results as an uninterrupted
     run (data order and dropout depend only on seed and epoch). Under torchrun, every rank runs
-    this; only rank 0 validates and writes."""
+    this; only rank 0 validates and writes. `on_features(rows, total)` reports the rows whose
+    locked-tower features were cached (see `features`)."""
     world, device = distributed.start(pick_device(cfg.device))
+    main = world.is_main
     try:
-        return _train(cfg, resume, world, device, on_step if world.is_main else None,
-                      on_epoch if world.is_main else None)
+        return _train(cfg, resume, world, device, on_step if main else None, on_epoch if main else None,
+                      on_features if main else None)
     finally:
         distributed.stop(world)
 
 
-def _train(cfg: TrainConfig, resume: bool, world: World, device: str, on_step, on_epoch) -> dict:
+def _train(cfg: TrainConfig, resume: bool, world: World, device: str, on_step, on_epoch, on_features) -> dict:
     out = Path(cfg.out)
     ckpt_dir = out / "checkpoints"
     state = load_checkpoint(last_checkpoint(out)) if resume else None
@@ -109,12 +113,14 @@ def _train(cfg: TrainConfig, resume: bool, world: World, device: str, on_step, o
         step, start_epoch = state["step"], state["epoch"]
         best = state["metrics"].get("best_val", best)
         partial = EpochProgress(**(state.get("partial_epoch") or {}))
-    trained = model
+    # Towers locked whole: their features are computed once, and steps train what is above them.
+    towers = CachedTowers(model) if cfg.freeze_on(device) and cfg.cache_views and CachedTowers.supported(model) else None
+    trained = towers or model
     if world.distributed:
         from torch.nn.parallel import DistributedDataParallel
 
         # Some towers carry parameters the loss never reaches (a text model's pooler).
-        trained = DistributedDataParallel(model, device_ids=[device] if device.startswith("cuda") else None,
+        trained = DistributedDataParallel(trained, device_ids=[device] if device.startswith("cuda") else None,
                                           find_unused_parameters=True)
     has_val = count_ok_rows(cfg.shards, "val") > 0
     human = load_val_queries(cfg, pp) if world.is_main else None
@@ -124,6 +130,19 @@ def _train(cfg: TrainConfig, resume: bool, world: World, device: str, on_step, o
                               seed=cfg.seed, workers=cfg.workers, drop_last=True, augment=cfg.augment,
                               rank=world.rank, world=world.size)
     loader, dataset = make_loader(cfg.shards, loader_cfg, pp, tokenizer, shuffle=cfg.shuffle_buffer > 1)
+    train_table = val_table = None
+    if towers is not None:
+        views = cfg.cache_views if cfg.augment.enabled else 1
+        n_val = count_ok_rows(cfg.shards, "val") if has_val and world.is_main else 0
+        total = views * -(-n_train // world.size) + n_val
+        report = (lambda n: on_features(n, total)) if on_features else None
+        feature_cfg = LoaderConfig(batch_size=64, split="train", seed=cfg.seed, workers=cfg.workers, drop_last=False,
+                                   augment=cfg.augment, rank=world.rank, world=world.size)
+        train_table = cache_features(towers, cfg.shards, feature_cfg, pp, tokenizer, views, device, report)
+        if n_val:
+            val_cfg = LoaderConfig(batch_size=64, split="val", workers=cfg.workers, drop_last=False,
+                                   extra_columns=(cfg.category_column,) if cfg.category_column else ())
+            val_table = cache_features(towers, cfg.shards, val_cfg, pp, tokenizer, 1, device, report)
     record: dict = {}
 
     def checkpoint(epochs_done: int, metrics: dict, partial_epoch: EpochProgress | None, name: str) -> None:
@@ -141,11 +160,12 @@ def _train(cfg: TrainConfig, resume: bool, world: World, device: str, on_step, o
 
     for epoch in range(start_epoch, cfg.epochs):
         dataset.set_epoch(epoch)
+        batches = cached_batches(train_table, schedule.rank_batch, cfg.seed, epoch) if towers else loader
         skip = (step - epoch * schedule.steps_per_epoch) * cfg.accum_steps if epoch == start_epoch else 0
         progress = partial if skip > 0 else EpochProgress()
         seen_before = progress.seen
         step, stopped, seconds = train_one_epoch(
-            trained, loader, optimizer, scheduler, cfg, epoch=epoch, step=step, skip_batches=skip,
+            trained, batches, optimizer, scheduler, cfg, epoch=epoch, step=step, skip_batches=skip,
             progress=progress, device=device, steps_per_epoch=schedule.steps_per_epoch, world=world,
             on_step=log_step if world.is_main else None)
         if stopped:  # mid-epoch stop: a resumable checkpoint, no epoch record yet
@@ -161,7 +181,8 @@ def _train(cfg: TrainConfig, resume: bool, world: World, device: str, on_step, o
                   "logit_scale": float(model.logit_scale.detach().exp())}
         if world.is_main:
             if has_val:
-                record["val"] = validate(model, cfg, pp, tokenizer, device, human)
+                record["val"] = validate(model, cfg, pp, tokenizer, device, human,
+                                         towers.embed(val_table) if val_table is not None else None)
             score = selection_score(record.get("val"), train_loss, cfg.eval_k)
             is_best = score > best
             best = max(best, score)

@@ -23,9 +23,10 @@ def no_decay_parameters(model: nn.Module) -> set[int]:
 
 
 def param_groups(model, cfg: TrainConfig) -> list[dict]:
-    """Parameters of pretrained towers at lr × tower_lr_scale, everything new at lr; which tower a
-    parameter belongs to comes from the model's modules (`FsbirModel.tower_parameters`)."""
-    pretrained = {id(p) for name in model.pretrained_towers for p in model.tower_parameters()[name]}
+    """Pretrained parameters at lr × tower_lr_scale, everything new (a projection put on a
+    pretrained trunk included) at lr; what came pretrained is known by module
+    (`FsbirModel.pretrained_parameters`), not by name."""
+    pretrained = {id(p) for p in model.pretrained_parameters()}
     no_decay = no_decay_parameters(model)
     groups: dict[tuple[bool, bool], list] = {}
     for p in model.parameters():

@@ -22,10 +22,13 @@ def load_val_queries(cfg: TrainConfig, pp) -> dict | None:
     return queries
 
 
-def validate(model, cfg: TrainConfig, pp, tokenizer, device: str, human: dict | None = None) -> dict:
+def validate(model, cfg: TrainConfig, pp, tokenizer, device: str, human: dict | None = None,
+             emb: dict | None = None) -> dict:
     """Metrics of every query mode on the val split (each product's own sketch and caption), and,
-    given human drawings, theirs against the same gallery under "human"."""
-    emb = embed_split(model, cfg.shards, "val", pp, tokenizer, 128, cfg.category_column, device)
+    given human drawings, theirs against the same gallery under "human". `emb`: the val split's
+    embeddings when already at hand (from cached tower features)."""
+    if emb is None:
+        emb = embed_split(model, cfg.shards, "val", pp, tokenizer, 128, cfg.category_column, device)
     result = catalog_metrics(model, emb, cfg.eval_k)
     if human is not None:
         result["human"] = human_query_metrics(model, emb, human, tokenizer, cfg.eval_k, device)

@@ -1,0 +1,136 @@
+"""Training on cached tower features.
+
+When the pretrained towers are locked whole, everything below their projections is a fixed
+function of the input: a photo's and a caption's features never change, and a sketch's change only
+with its augmentation. So they are computed once per run (the photo and caption once, the sketch
+once per augmentation view: view 0 clean, the others augmented) and every step trains only the
+projections, the fusion and the temperature. Same model, same loss, same checkpoint; the steps
+cost a matrix product instead of two passes through a convolutional trunk."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data import LoaderConfig, make_loader
+
+
+def _frozen(module: nn.Module) -> bool:
+    return all(not p.requires_grad for p in module.parameters())
+
+
+class CachedTowers(nn.Module):
+    """An FsbirModel seen from above its locked tower bodies: `forward` takes the bodies' outputs
+    (photo and sketch trunk features, pooled caption features) where FsbirModel takes pixels and
+    tokens, and returns what FsbirModel returns. The wrapped model's weights are the ones trained."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    @staticmethod
+    def supported(model: nn.Module) -> bool:
+        """Whether every tower is an open_clip timm or Hugging Face tower whose body is locked."""
+        towers = [model.clip.visual] + ([model.sketch_visual] if model.sketch_visual is not None else [])
+        text = getattr(model.clip, "text", None)
+        return (all(hasattr(t, "trunk") and hasattr(t, "head") and _frozen(t.trunk) for t in towers)
+                and text is not None and all(hasattr(text, a) for a in ("transformer", "pooler", "proj"))
+                and _frozen(text.transformer))
+
+    @property
+    def sketch_tower(self) -> nn.Module:
+        return self.model.sketch_visual if self.model.sketch_visual is not None else self.model.clip.visual
+
+    @torch.no_grad()
+    def bodies(self, images: torch.Tensor | None, sketches: torch.Tensor, tokens: torch.Tensor | None) -> dict:
+        """The locked bodies' outputs for a batch (photo and caption only when given)."""
+        out = {"sketches": self.sketch_tower.trunk(sketches).float()}
+        if images is not None:
+            out["images"] = self.model.clip.visual.trunk(images).float()
+        if tokens is not None:
+            text = self.model.clip.text
+            mask = (tokens != text.config.pad_token_id).long()
+            out["tokens"] = text.pooler(text.transformer(input_ids=tokens, attention_mask=mask), mask).float()
+        return out
+
+    def heads(self, photo_features, sketch_features, text_features) -> tuple:
+        return (F.normalize(self.model.clip.visual.head(photo_features), dim=-1),
+                F.normalize(self.sketch_tower.head(sketch_features), dim=-1),
+                F.normalize(self.model.clip.text.proj(text_features), dim=-1))
+
+    def forward(self, images, sketches, tokens, has_sketch=None, has_text=None):
+        photos, sketch_emb, text_emb = self.heads(images, sketches, tokens)
+        return (photos, self.model.fusion(sketch_emb, text_emb, has_sketch, has_text), sketch_emb, text_emb,
+                self.model.logit_scale.clone())
+
+    @torch.no_grad()
+    def embed(self, table: "FeatureTable") -> dict:
+        """Embeddings of a cached split in `embed_split`'s form (clean sketches, view 0)."""
+        photo, sketch, text = self.heads(table.photo, table.sketch[0], table.text)
+        return {"photo": photo.cpu(), "sketch": sketch.cpu(), "text": text.cpu(), "product_id": table.product_id,
+                "caption": table.caption, "category": table.category}
+
+
+@dataclass
+class FeatureTable:
+    """One split's body features, one row per product: photo (N, D), sketch (views, N, D), text."""
+
+    photo: torch.Tensor
+    sketch: torch.Tensor
+    text: torch.Tensor
+    product_id: list[str]
+    caption: list[str]
+    category: list
+
+
+def cache_features(towers: CachedTowers, shards: str, loader_cfg: LoaderConfig, pp, tokenizer, views: int,
+                   device: str, on_rows: Callable[[int], None] | None = None) -> FeatureTable:
+    """Run the locked bodies over a split once; sketches once per view (view v draws its
+    augmentations as epoch v would, so they depend only on the seed). Without augmentation there
+    is one view. Every row is read, in shard order; a repeated product is kept once."""
+    augmented = loader_cfg.augment is not None and loader_cfg.augment.enabled
+    views = max(1, views) if augmented else 1
+    model = towers.model
+    was_training = model.training
+    model.eval()
+    photos, texts, sketches, ids, captions, categories = [], [], [], [], [], []
+    category_column = loader_cfg.extra_columns[0] if loader_cfg.extra_columns else None
+    for view in range(views):
+        view_cfg = replace(loader_cfg, augment=loader_cfg.augment if view > 0 else None, drop_last=False)
+        loader, dataset = make_loader(shards, view_cfg, pp, tokenizer, shuffle=False)
+        dataset.set_epoch(view)
+        first = view == 0
+        seen: dict[str, torch.Tensor] = {}
+        for batch in loader:
+            keep = [i for i, p in enumerate(batch["product_id"]) if p not in seen]
+            rows = torch.tensor(keep, dtype=torch.long)
+            feats = towers.bodies(batch["images"][rows].to(device) if first else None,
+                                  batch["sketches"][rows].to(device), batch["tokens"][rows].to(device) if first else None)
+            seen.update(zip((batch["product_id"][i] for i in keep), feats["sketches"].cpu()))
+            if first:
+                photos.append(feats["images"].cpu())
+                texts.append(feats["tokens"].cpu())
+                ids += [batch["product_id"][i] for i in keep]
+                captions += [batch["caption"][i] for i in keep]
+                categories += [batch[category_column][i] for i in keep] if category_column else [None] * len(keep)
+            if on_rows:
+                on_rows(len(keep))
+        sketches.append(torch.stack([seen[pid] for pid in ids]))
+    model.train(was_training)
+    return FeatureTable(photo=torch.cat(photos), sketch=torch.stack(sketches), text=torch.cat(texts),
+                        product_id=ids, caption=captions, category=categories)
+
+
+def cached_batches(table: FeatureTable, batch_size: int, seed: int, epoch: int) -> Iterator[dict]:
+    """An epoch of full batches over a cached split: a shuffled order and, for each row, one of its
+    sketch views, both drawn from (seed, epoch) alone, so a resumed run replays them."""
+    generator = torch.Generator().manual_seed(seed * 1000 + epoch)
+    n = len(table.product_id)
+    order = torch.randperm(n, generator=generator)
+    view = torch.randint(table.sketch.shape[0], (n,), generator=generator)
+    for start in range(0, n - batch_size + 1, batch_size):
+        rows = order[start:start + batch_size]
+        yield {"images": table.photo[rows], "sketches": table.sketch[view[rows], rows], "tokens": table.text[rows]}

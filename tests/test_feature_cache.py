@@ -1,0 +1,99 @@
+"""Training on cached features of locked towers: the same model, loss and checkpoints as running
+the towers at every step."""
+import json
+
+import pytest
+import torch
+
+from fsbir.retrieval.checkpoint import load_checkpoint
+from fsbir.retrieval.data import LoaderConfig, make_loader
+from fsbir.retrieval.evaluate import EvalConfig, run_eval
+from fsbir.retrieval.factory import ModelSpec, create_model
+from fsbir.retrieval.training import TrainConfig, train
+from fsbir.retrieval.training.features import CachedTowers, cache_features
+
+EFFNET = "fsbir-effnet-lite0-minilm"
+
+
+def effnet_cfg(shards, out, **kw):
+    base = dict(shards=str(shards), out=str(out), model=EFFNET, freeze="towers", batch_size=8, workers=0,
+                warmup_steps=2, epochs=2, cache_views=2, category_column="category")
+    return TrainConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def locked_effnet():
+    model, pp, tok = create_model(ModelSpec(model=EFFNET, sketch_tower="separate"))
+    model.lock_pretrained_towers()
+    return model, pp, tok
+
+
+def test_heads_on_cached_features_give_the_full_models_outputs(demo_shards, locked_effnet):
+    model, pp, tok = locked_effnet
+    towers = CachedTowers(model)
+    assert CachedTowers.supported(model)
+    loader, _ = make_loader(demo_shards, LoaderConfig(batch_size=6, split="train"), pp, tok, shuffle=False)
+    batch = next(iter(loader))
+    has_sketch, has_text = torch.tensor([1, 1, 0, 1, 1, 0]).bool(), torch.tensor([1, 0, 1, 1, 1, 1]).bool()
+    model.eval()
+    with torch.no_grad():
+        full = model(batch["images"], batch["sketches"], batch["tokens"], has_sketch, has_text)
+        cached = towers(**towers.bodies(batch["images"], batch["sketches"], batch["tokens"]),
+                        has_sketch=has_sketch, has_text=has_text)
+    for a, b in zip(full, cached):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_views_are_clean_then_augmented_and_repeat_with_the_seed(demo_shards, locked_effnet):
+    model, pp, tok = locked_effnet
+    cfg = LoaderConfig(batch_size=8, split="train", drop_last=False, augment=TrainConfig(shards="", out="").augment)
+    a = cache_features(CachedTowers(model), str(demo_shards), cfg, pp, tok, 3, "cpu")
+    b = cache_features(CachedTowers(model), str(demo_shards), cfg, pp, tok, 3, "cpu")
+    assert a.sketch.shape[:2] == (3, len(a.product_id)) and len(set(a.product_id)) == len(a.product_id)
+    assert torch.equal(a.sketch, b.sketch)
+    assert not torch.allclose(a.sketch[0], a.sketch[1]) and not torch.allclose(a.sketch[1], a.sketch[2])
+    clean = cache_features(CachedTowers(model), str(demo_shards), LoaderConfig(batch_size=5, split="train"), pp, tok, 3, "cpu")
+    assert clean.sketch.shape[0] == 1 and torch.allclose(clean.sketch[0], a.sketch[0], atol=1e-5)
+
+
+def test_cached_training_moves_only_the_heads_and_validates_like_eval(demo_shards, tmp_path):
+    record = train(effnet_cfg(demo_shards, tmp_path / "run", epochs=2))
+    fresh, _, _ = create_model(ModelSpec(model=EFFNET))
+    trained = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["model"]
+    start = fresh.state_dict()
+    assert all(torch.equal(trained[k], start[k]) for k in start if k.startswith(("clip.visual.trunk.", "clip.text.transformer.")))
+    assert not torch.equal(trained["clip.visual.head.proj.weight"], start["clip.visual.head.proj.weight"])
+    assert not torch.equal(trained["clip.text.proj.weight"], start["clip.text.proj.weight"])
+    # Validation from the cache equals an eval of the saved checkpoint through the full towers.
+    evaluated = run_eval(EvalConfig(shards=str(demo_shards), checkpoint=str(tmp_path / "run" / "checkpoints" / "last.pt"),
+                                    split="val", category_column="category"))
+    for mode, values in record["val"]["modes"].items():
+        for metric, value in values.items():
+            assert evaluated["modes"][mode][metric] == pytest.approx(value, abs=1e-6), (mode, metric)
+
+
+def test_cached_training_resumes_mid_epoch_like_an_uninterrupted_run(demo_shards, tmp_path):
+    full = train(effnet_cfg(demo_shards, tmp_path / "full"))
+    train(effnet_cfg(demo_shards, tmp_path / "split", max_steps=full["step"] // 2 + 1))
+    resumed = train(effnet_cfg(demo_shards, tmp_path / "split"), resume=True)
+    assert resumed["step"] == full["step"] and resumed["train_loss"] == pytest.approx(full["train_loss"], rel=1e-5)
+    a = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt")["model"]
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert [json.loads(l)["epoch"] for l in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+
+
+def test_unlocked_groups_or_no_cache_run_the_towers(demo_shards, tmp_path):
+    """Nothing is cached when part of the trunk trains (its unlocked block moves) or with
+    cache_views 0; a locked run reports every cached row (train views + val)."""
+    cached_rows = []
+    train(effnet_cfg(demo_shards, tmp_path / "cached", epochs=1), on_features=lambda n, total: cached_rows.append((n, total)))
+    total = cached_rows[0][1]
+    assert sum(n for n, _ in cached_rows) == total and total > 0
+    for name, kw in {"unlocked": dict(unlocked_groups=1, max_steps=2), "nocache": dict(cache_views=0, max_steps=2)}.items():
+        calls = []
+        train(effnet_cfg(demo_shards, tmp_path / name, epochs=1, **kw), on_features=lambda n, total: calls.append(n))
+        assert calls == [], name
+    fresh = create_model(ModelSpec(model=EFFNET))[0].state_dict()
+    moved = load_checkpoint(tmp_path / "unlocked" / "checkpoints" / "last.pt")["model"]
+    assert any(not torch.equal(moved[k], fresh[k]) for k in fresh if k.startswith("clip.visual.trunk."))
