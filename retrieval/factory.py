@@ -20,7 +20,7 @@ from .model import FsbirModel
 
 CONFIG_DIR = Path(__file__).parent / "model_configs"
 PACKAGE_PREFIX = "package:"
-FSBIR_SECTION = "fsbir"  # a model config's own keys: vision_weights (a timm state dict), mean, std
+FSBIR_SECTION = "fsbir"  # a model config's own keys: vision_weights (a timm state dict), mean, std, crop_to_content
 
 
 class ModelLoadError(FsbirError):
@@ -42,6 +42,9 @@ class Preprocess:
     image_size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    # Photos and drawings cut to their content before letterboxing (the `fsbir` section's
+    # "crop_to_content"): a doodle fills its canvas, a product a part of its photo.
+    crop_to_content: bool = False
 
 
 def _resolve_package_paths(cfg: Any) -> Any:
@@ -159,6 +162,7 @@ def create_model(spec: ModelSpec, device: str | torch.device = "cpu") -> tuple[F
         image_size=size if isinstance(size, int) else size[0],
         mean=tuple(pp.get("mean", open_clip.OPENAI_DATASET_MEAN)),
         std=tuple(pp.get("std", open_clip.OPENAI_DATASET_STD)),
+        crop_to_content=bool(own.get("crop_to_content", False)),
     )
     return model, preprocess, make_tokenizer(name, text_cfg)
 

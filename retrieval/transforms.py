@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from fsbir.sketchgen import letterbox, load_rgb
+from fsbir.sketchgen.geometry import crop_to_content
 
 from .factory import Preprocess
 
@@ -30,12 +31,16 @@ def _normalise(rgb: np.ndarray, pp: Preprocess) -> torch.Tensor:
 
 
 def photo_tensor(rgb: np.ndarray, pp: Preprocess) -> torch.Tensor:
+    if pp.crop_to_content:
+        rgb = crop_to_content(rgb)
     return _normalise(letterbox(rgb, pp.image_size), pp)
 
 
 def sketch_tensor(sketch: np.ndarray, pp: Preprocess) -> torch.Tensor:
     """Black-on-white (H, W) sketch → (3, S, S). Strokes are thickened in proportion to the
     downscale first, so a 1-pixel line at 256 px is still a dark line at the model's size."""
+    if pp.crop_to_content:
+        sketch = crop_to_content(sketch)
     side = max(sketch.shape[:2])
     factor = side / pp.image_size
     if factor >= 1.5:

@@ -17,17 +17,38 @@ class SketchAugment:
     translate: float = 0.05  # ± fraction of the side
     elastic_alpha: float = 2.0  # pixels of smooth displacement; 0 disables
     stroke_dropout: float = 0.15  # probability of dropping each connected stroke
+    outline: float = 0.0  # probability of keeping only the outer contour and long inner edges
 
     @property
     def enabled(self) -> bool:
         return any((self.max_stroke_width > 1, self.rotate_deg, self.scale, self.translate,
-                    self.elastic_alpha, self.stroke_dropout))
+                    self.elastic_alpha, self.stroke_dropout, self.outline))
+
+
+def outline_strokes(strokes: np.ndarray, inner_extent: float = 0.25) -> np.ndarray:
+    """A 0/1 stroke mask → the outer contour of its shape plus the strokes that span at least
+    `inner_extent` of the side: what a person draws of an object (its silhouette and a few long
+    lines), without the texture and print an edge detector also finds."""
+    h, w = strokes.shape
+    k = max(3, min(h, w) // 32) | 1
+    closed = cv2.morphologyEx(strokes, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    contours, _ = cv2.findContours(closed, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    big = [c for c in contours if cv2.contourArea(c) >= 0.01 * h * w] or list(contours)
+    out = np.zeros_like(strokes)
+    cv2.drawContours(out, big, -1, 1, thickness=1)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(strokes, connectivity=8)
+    extent = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT])
+    long = extent >= inner_extent * max(h, w)
+    long[0] = False
+    return out | long[labels].astype(np.uint8)
 
 
 def augment_sketch(sketch: np.ndarray, rng: np.random.Generator, cfg: SketchAugment = SketchAugment()) -> np.ndarray:
     """One random augmentation of a black-on-white sketch; returns the same shape and dtype."""
     strokes = (sketch < 128).astype(np.uint8)
     h, w = strokes.shape
+    if cfg.outline > 0 and rng.random() < cfg.outline:
+        strokes = outline_strokes(strokes)
     if cfg.stroke_dropout > 0:
         n, labels = cv2.connectedComponents(strokes, connectivity=8)
         if n > 2:

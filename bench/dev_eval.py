@@ -1,0 +1,55 @@
+"""One row of the before/after table for a trained run: in-domain R@1/R@10 per mode on a held-out
+split, the same on a second catalog, Quick, Draw! category P@10 (with chance) and fine-grained
+shoe acc@1/acc@10, each through `fsbir eval` (its JSON kept beside the run).
+
+    python bench/dev_eval.py RUN --test-shards runs/myntra-2900 --dev-shards runs/myntra-dev-shards \
+        --quickdraw ../shared/data/human-sketches/quickdraw --shoe-shards runs/shoes-shards \
+        --shoe-pairs ../shared/data/human-sketches/shoes/pairs.csv
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from fsbir.retrieval.evaluate import EvalConfig, run_eval
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run")
+    ap.add_argument("--test-shards", required=True)
+    ap.add_argument("--dev-shards", required=True)
+    ap.add_argument("--quickdraw", required=True, help="Quick, Draw! folder with categories.json")
+    ap.add_argument("--shoe-shards", required=True)
+    ap.add_argument("--shoe-pairs", required=True)
+    ap.add_argument("--category-column", default="articleType")
+    args = ap.parse_args()
+    run = Path(args.run)
+    common = dict(checkpoint=str(run), category_column=args.category_column)
+    evals = {
+        "test": EvalConfig(shards=args.test_shards, split="test", **common),
+        "dev": EvalConfig(shards=args.dev_shards, split="all", **common),
+        "quickdraw": EvalConfig(shards=args.dev_shards, split="all", queries=args.quickdraw,
+                                category_map=str(Path(args.quickdraw) / "categories.json"), **common),
+        "shoes": EvalConfig(shards=args.shoe_shards, split="all", checkpoint=str(run), queries=args.shoe_pairs),
+    }
+    results = {}
+    for name, cfg in evals.items():
+        results[name] = run_eval(cfg)
+        (run.parent / f"{run.name}.{name}.json").write_text(json.dumps(results[name], indent=1))
+    cells = {"run": run.name}
+    for name in ("test", "dev"):
+        for mode, m in results[name]["modes"].items():
+            cells[f"{name} {mode} R@1/R@10"] = f"{m['R@1']:.3f} / {m['R@10']:.3f}"
+    qd = results["quickdraw"]["modes"]["sketch"]
+    cells["Quick, Draw! P@10 (chance)"] = f"{qd['P@10_category']:.3f} ({qd['category_chance']:.3f})"
+    shoes = results["shoes"]["modes"]["sketch"]
+    cells["shoes acc@1/acc@10"] = f"{shoes['R@1']:.3f} / {shoes['R@10']:.3f}"
+    width = max(map(len, cells))
+    for key, value in cells.items():
+        print(f"{key:<{width}}  {value}")
+
+
+if __name__ == "__main__":
+    main()
