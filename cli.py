@@ -177,7 +177,8 @@ def train(
     seed: int = typer.Option(default(TrainConfig, "seed")),
     workers: int = typer.Option(default(TrainConfig, "workers"), help="DataLoader worker processes."),
     max_steps: Optional[int] = typer.Option(None, help="Stop after this many optimizer steps."),
-    category_column: Optional[str] = typer.Option(None, help="Gallery column for category precision in validation."),
+    category_column: Optional[str] = typer.Option(None, help="Catalog column naming each row's category: category precision in validation, and --category-weight."),
+    category_weight: float = typer.Option(default(TrainConfig, "category_weight"), help="Weight of a sketch→photo loss term whose positives are all photos of the sketch's category (needs --category-column)."),
     val_queries: Optional[str] = typer.Option(None, help="Human drawings (queries CSV or Quick, Draw! .ndjson file/folder) searched against the val split each epoch; best.pt is chosen by their score."),
     val_category_map: Optional[Path] = typer.Option(None, help="JSON mapping a drawing's category to gallery categories (with --category-column)."),
     device: str = typer.Option(default(TrainConfig, "device"), help="auto | cpu | cuda | cuda:N."),
@@ -192,7 +193,7 @@ def train(
 
     typed = given(ctx, dict(model=model, pretrained=pretrained, fusion=fusion, sketch_tower=sketch_tower,
                             freeze=freeze, unlocked_groups=unlocked_groups, cache_views=cache_views, epochs=epochs, batch_size=batch_size, lr=lr, accum_steps=accum_steps, seed=seed,
-                            workers=workers, max_steps=max_steps, category_column=category_column,
+                            workers=workers, max_steps=max_steps, category_column=category_column, category_weight=category_weight,
                             val_queries=val_queries, val_category_map=str(val_category_map) if val_category_map else None,
                             device=device))
     overrides = {"shards": shards, "out": str(out), **typed}
@@ -225,7 +226,8 @@ def evaluate(
         category_map=str(category_map) if category_map else None, json_path=str(json_path) if json_path else None,
         device=device))
     if not checkpoint and pretrained == "none":
-        typer.secho("note: no --checkpoint and --pretrained none: that was a randomly initialised model", err=True)
+        typer.secho("note: no --checkpoint and --pretrained none: that was an untrained model (random projections; "
+                    "only towers whose weights the model config ships are pretrained)", err=True)
 
 
 @app.command()

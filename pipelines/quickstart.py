@@ -23,11 +23,10 @@ class QuickstartConfig:
     n: int = 3000
     seed: int = 0
     workers: int = 2
-    # The pretrained MiniLM text tower beat fsbir-tiny's from-scratch text tower at the same budget
-    # on the real Myntra catalog and matched it in half the epochs on the demo (see README).
-    model: str = "fsbir-tiny-minilm"
-    epochs: int = 4
-    batch_size: int = 64
+    # `fsbir train`'s own defaults: the pretrained towers, locked on a CPU, their features cached.
+    model: str = TrainConfig.__dataclass_fields__["model"].default
+    epochs: int = TrainConfig.__dataclass_fields__["epochs"].default
+    batch_size: int = TrainConfig.__dataclass_fields__["batch_size"].default
 
 
 def run_quickstart(config: QuickstartConfig) -> dict:
@@ -41,7 +40,7 @@ def run_quickstart(config: QuickstartConfig) -> dict:
     build = build_with_progress(BuildConfig(catalog=CatalogSpec(source=str(catalog)), out_dir=str(shards),
                                             workers=config.workers))
     run = out / "run"
-    console.print(f"[bold]3. train[/] {config.model} (vision tower from scratch) → {run}")
+    console.print(f"[bold]3. train[/] {config.model} → {run}")
     train_cfg = TrainConfig(shards=str(shards), out=str(run), model=config.model, epochs=config.epochs,
                             batch_size=config.batch_size, workers=1, seed=config.seed, category_column="category")
     started = (run / "checkpoints" / "last.pt").exists()

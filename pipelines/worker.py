@@ -7,9 +7,11 @@ import json
 import os
 import stat
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from fsbir.shardformat import ShardWriter, Status, blank_record, shard_schema, split_for
 from fsbir.sketchgen import SketchgenError, make_pair
@@ -81,8 +83,28 @@ def _opened_path(fd: int) -> Path | None:
         return None
 
 
-def process_row(row: CatalogRow, key: str, settings: WorkerSettings) -> dict:
-    """Always returns a record: a failure becomes a row with its status and message."""
+def read_and_hash(row: CatalogRow, max_bytes: int) -> tuple[bytes, str]:
+    data = _read_image(row, max_bytes)
+    return data, hashlib.sha256(data).hexdigest()
+
+
+def prefetched(rows: list[CatalogRow], settings: WorkerSettings, ahead: int = 8) -> Iterator[tuple[CatalogRow, Future | None]]:
+    """Each row with the future of its (bytes, sha256), read and hashed by one thread while this
+    one makes the previous rows' sketches (file reads and hashing release the GIL), at most `ahead`
+    rows in advance. A row that is not `ok` in the catalog is not read."""
+    with ThreadPoolExecutor(1, thread_name_prefix="fsbir-read") as pool:
+        pending: deque = deque()
+        for row in rows:
+            pending.append((row, pool.submit(read_and_hash, row, settings.max_file_bytes) if row.status == Status.OK else None))
+            if len(pending) > ahead:
+                yield pending.popleft()
+        while pending:
+            yield pending.popleft()
+
+
+def process_row(row: CatalogRow, key: str, settings: WorkerSettings, fetched: Future | None = None) -> dict:
+    """Always returns a record: a failure becomes a row with its status and message. `fetched`:
+    the row's (bytes, sha256) when read ahead (see `prefetched`)."""
     record = blank_record(
         key=key,
         product_id=row.product_id,
@@ -95,8 +117,7 @@ def process_row(row: CatalogRow, key: str, settings: WorkerSettings) -> dict:
     if row.status != Status.OK:
         return record
     try:
-        data = _read_image(row, settings.max_file_bytes)
-        record["sha256"] = hashlib.sha256(data).hexdigest()
+        data, record["sha256"] = fetched.result() if fetched is not None else read_and_hash(row, settings.max_file_bytes)
         pair = make_pair(data, row.caption, settings.pair)
     except SketchgenError as exc:
         record["status"], record["error_message"] = exc.reason, str(exc)
@@ -125,8 +146,8 @@ def run_shard_job(job: ShardJob, settings: WorkerSettings, on_row: Callable[[int
     """Process and write one shard; returns its stats (also written beside the shard)."""
     start = time.perf_counter()
     records = []
-    for i, row in enumerate(job.rows):
-        records.append(process_row(row, f"{job.shard_id:05d}{i:05d}", settings))
+    for i, (row, fetched) in enumerate(prefetched(job.rows, settings)):
+        records.append(process_row(row, f"{job.shard_id:05d}{i:05d}", settings, fetched))
         if on_row is not None:
             on_row(1)
     by_status: dict[str, int] = {}

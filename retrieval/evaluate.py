@@ -17,7 +17,7 @@ from fsbir.sketchgen import SketchgenError, decode_sketch
 from fsbir.sketchgen.strokes import render_strokes
 
 from .data import LoaderConfig, make_loader
-from .factory import Preprocess
+from .factory import DEFAULT_MODEL, Preprocess
 from .metrics import category_chance, category_precision_at_k, ranks_of_targets, summarize_ranks
 from .transforms import sketch_tensor
 
@@ -28,7 +28,7 @@ MODES = ("sketch", "text", "sketch+text")
 class EvalConfig:
     shards: str
     checkpoint: str | None = None
-    model: str = "fsbir-tiny"
+    model: str = DEFAULT_MODEL
     pretrained: str = "none"
     split: str = "test"
     k: int = 10

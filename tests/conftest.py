@@ -73,7 +73,8 @@ def demo_run(demo_shards, tmp_path_factory) -> Path:
     from fsbir.retrieval.training import TrainConfig, train
 
     out = tmp_path_factory.mktemp("demo_run")
-    train(TrainConfig(shards=str(demo_shards), out=str(out), epochs=1, batch_size=8, workers=0, warmup_steps=2))
+    train(TrainConfig(shards=str(demo_shards), out=str(out), model="fsbir-tiny", epochs=1, batch_size=8, workers=0,
+                      warmup_steps=2))
     return out
 
 

@@ -11,7 +11,10 @@ import pytest
 pytestmark = pytest.mark.slow
 
 DETERMINISTIC = """
+model = "fsbir-tiny"
 batch_size = 16
+category_column = "category"
+category_weight = 0.5
 workers = 0
 shuffle_buffer = 0
 query_dropout_sketch = 0.0

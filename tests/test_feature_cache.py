@@ -56,6 +56,7 @@ def test_views_are_clean_then_augmented_and_repeat_with_the_seed(demo_shards, lo
     assert clean.sketch.shape[0] == 1 and torch.allclose(clean.sketch[0], a.sketch[0], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_cached_training_moves_only_the_heads_and_validates_like_eval(demo_shards, tmp_path):
     record = train(effnet_cfg(demo_shards, tmp_path / "run", epochs=2))
     fresh, _, _ = create_model(ModelSpec(model=EFFNET))
@@ -72,10 +73,12 @@ def test_cached_training_moves_only_the_heads_and_validates_like_eval(demo_shard
             assert evaluated["modes"][mode][metric] == pytest.approx(value, abs=1e-6), (mode, metric)
 
 
+@pytest.mark.slow
 def test_cached_training_resumes_mid_epoch_like_an_uninterrupted_run(demo_shards, tmp_path):
-    full = train(effnet_cfg(demo_shards, tmp_path / "full"))
-    train(effnet_cfg(demo_shards, tmp_path / "split", max_steps=full["step"] // 2 + 1))
-    resumed = train(effnet_cfg(demo_shards, tmp_path / "split"), resume=True)
+    """With the category term on, so the rows' categories travel with the cached batches."""
+    full = train(effnet_cfg(demo_shards, tmp_path / "full", category_weight=0.5))
+    train(effnet_cfg(demo_shards, tmp_path / "split", category_weight=0.5, max_steps=full["step"] // 2 + 1))
+    resumed = train(effnet_cfg(demo_shards, tmp_path / "split", category_weight=0.5), resume=True)
     assert resumed["step"] == full["step"] and resumed["train_loss"] == pytest.approx(full["train_loss"], rel=1e-5)
     a = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt")["model"]
     b = load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt")["model"]
@@ -83,6 +86,7 @@ def test_cached_training_resumes_mid_epoch_like_an_uninterrupted_run(demo_shards
     assert [json.loads(l)["epoch"] for l in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()] == [1, 2]
 
 
+@pytest.mark.slow
 def test_unlocked_groups_or_no_cache_run_the_towers(demo_shards, tmp_path):
     """Nothing is cached when part of the trunk trains (its unlocked block moves) or with
     cache_views 0; a locked run reports every cached row (train views + val)."""

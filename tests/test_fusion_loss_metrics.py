@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from fsbir.retrieval.fusion import FUSIONS, create_fusion
-from fsbir.retrieval.loss import info_nce
+from fsbir.retrieval.loss import category_nce, info_nce, same_category
 from fsbir.retrieval.metrics import (category_chance, category_precision_at_k, mean_reciprocal_rank, median_rank, ranks_of_targets,
                                recall_at_k, summarize_ranks, top_k)
 
@@ -62,6 +62,21 @@ def test_info_nce_scale_clamped_at_100():
 def test_info_nce_prefers_matching_pairs():
     q = unit(8, 16, 8)
     assert info_nce(q, q, torch.tensor(math.log(1 / 0.07))) < info_nce(q, q.roll(1, 0), torch.tensor(math.log(1 / 0.07)))
+
+
+def test_category_term_counts_every_photo_of_the_category_as_a_positive():
+    same = same_category(["shoe", None, "shoe", "bag", None])
+    assert same.tolist() == [[1, 0, 1, 0, 0], [0, 1, 0, 0, 0], [1, 0, 1, 0, 0], [0, 0, 0, 1, 0], [0, 0, 0, 0, 1]]
+    torch.manual_seed(0)
+    q, p = F.normalize(torch.randn(5, 8), dim=-1), F.normalize(torch.randn(5, 8), dim=-1)
+    scale = torch.tensor(math.log(10.0))
+    # With no shared category it is the query→photo half of InfoNCE.
+    assert category_nce(q, p, scale, torch.eye(5)) == pytest.approx(F.cross_entropy(10 * q @ p.t(), torch.arange(5)).item())
+    # A sketch that looks like another shoe is no longer wrong when shoes are positives.
+    p2 = p.clone()
+    p2[2] = q[0]
+    labels = same_category(["shoe", "bag", "shoe", "belt", "cap"])
+    assert category_nce(q, p2, scale, labels) < category_nce(q, p2, scale, torch.eye(5))
 
 
 def test_ranks_recall_mrr_median():

@@ -9,7 +9,7 @@ from tests.test_errors import one_line_error, runner
 
 def test_diverging_training_stops_with_one_line(demo_shards, tmp_path):
     out = tmp_path / "run"
-    line = one_line_error(["train", str(demo_shards), "--out", str(out), "--lr", "1e30", "--epochs", "2",
+    line = one_line_error(["train", str(demo_shards), "--out", str(out), "--model", "fsbir-tiny", "--lr", "1e30", "--epochs", "2",
                            "--batch-size", "8", "--workers", "0"], after_work=True)
     assert "lower --lr" in line
     assert not (out / "checkpoints" / "best.pt").exists()
@@ -17,7 +17,7 @@ def test_diverging_training_stops_with_one_line(demo_shards, tmp_path):
 
 def test_resume_refuses_changed_settings_in_one_line(demo_shards, tmp_path):
     out = tmp_path / "run"
-    result = runner.invoke(app, ["train", str(demo_shards), "--out", str(out), "--epochs", "1", "--batch-size", "8",
+    result = runner.invoke(app, ["train", str(demo_shards), "--out", str(out), "--model", "fsbir-tiny", "--epochs", "1", "--batch-size", "8",
                                  "--workers", "0", "--max-steps", "1"])
     assert result.exit_code == 0, result.output
     line = one_line_error(["train", str(demo_shards), "--out", str(out), "--resume", "--fusion", "gated"])

@@ -13,7 +13,7 @@ runner = CliRunner()
 
 
 def tiny_cfg(shards, out, **kw):
-    base = dict(shards=str(shards), out=str(out), batch_size=8, workers=0, warmup_steps=2, epochs=2)
+    base = dict(shards=str(shards), out=str(out), model="fsbir-tiny", batch_size=8, workers=0, warmup_steps=2, epochs=2)
     base.update(kw)
     return TrainConfig(**base)
 
@@ -73,7 +73,7 @@ def test_resume_keeps_the_checkpoint_settings(tmp_path):
 @pytest.fixture(scope="module")
 def trained_run(demo_shards, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    result = runner.invoke(app, ["train", str(demo_shards), "--out", str(out), "--epochs", "1", "--batch-size", "8",
+    result = runner.invoke(app, ["train", str(demo_shards), "--out", str(out), "--model", "fsbir-tiny", "--epochs", "1", "--batch-size", "8",
                                  "--workers", "0", "--fusion", "concat"])
     assert result.exit_code == 0, result.output
     return out
@@ -95,7 +95,7 @@ def test_cli_eval_json_shape(demo_shards, trained_run, tmp_path):
 def test_cli_eval_untuned_pretrained_none(demo_shards):
     result = runner.invoke(app, ["eval", str(demo_shards), "--split", "all", "--k", "5"])
     assert result.exit_code == 0, result.output
-    assert "randomly initialised" in result.output
+    assert "untrained model" in result.output
 
 
 def test_eval_human_queries_csv_and_ndjson(demo_shards, trained_run, tmp_path):
@@ -157,7 +157,7 @@ def test_val_queries_choose_the_best_checkpoint(demo_shards, tmp_path):
                                                         for w in ("tee", "tee", "trousers")))
     (tmp_path / "map.json").write_text(json.dumps({"tee": ["t-shirt"], "trousers": ["trousers"]}))
     out = tmp_path / "run"
-    result = runner.invoke(app, ["train", str(demo_shards), "--out", str(out), "--epochs", "2", "--batch-size", "8",
+    result = runner.invoke(app, ["train", str(demo_shards), "--out", str(out), "--model", "fsbir-tiny", "--epochs", "2", "--batch-size", "8",
                                  "--workers", "0", "--category-column", "category", "--val-queries",
                                  str(tmp_path / "qd"), "--val-category-map", str(tmp_path / "map.json")])
     assert result.exit_code == 0, result.output
@@ -167,6 +167,6 @@ def test_val_queries_choose_the_best_checkpoint(demo_shards, tmp_path):
     assert records[-1]["best_val"] == max(scores)
     best = load_checkpoint(out / "checkpoints" / "best.pt")
     assert best["epoch"] == 1 + scores.index(max(scores))
-    refused = runner.invoke(app, ["train", str(demo_shards), "--out", str(tmp_path / "r2"), "--val-queries",
+    refused = runner.invoke(app, ["train", str(demo_shards), "--out", str(tmp_path / "r2"), "--model", "fsbir-tiny", "--val-queries",
                                   str(tmp_path / "qd")])
     assert refused.exit_code == 2 and "need --category-column" in refused.stderr

@@ -11,7 +11,7 @@ from typing import Any
 from fsbir import FsbirError
 from fsbir.sketchgen.augment import SketchAugment
 
-from ..factory import ModelSpec
+from ..factory import DEFAULT_MODEL, ModelSpec
 
 FREEZE_MODES = ("auto", "towers", "none")
 
@@ -23,20 +23,20 @@ RUNTIME_SETTINGS = ("epochs", "device", "workers", "max_steps", "shards", "out")
 class TrainConfig:
     shards: str
     out: str
-    model: str = "fsbir-tiny"
+    model: str = DEFAULT_MODEL
     pretrained: str = "none"
     fusion: str = "avg"
     sketch_tower: str = "shared"
     # Pretrained towers: "towers" trains only their projections (and the last `unlocked_groups` layer
-    # groups), "none" fine-tunes them whole; "auto" is "towers" on a CPU and "none" on a GPU.
-    # "none" until "auto" is measured against it on the shipped configs.
-    freeze: str = "none"
+    # groups), "none" fine-tunes them whole; "auto" is "towers" on a CPU (what a CPU can afford,
+    # with cached features) and "none" on a GPU.
+    freeze: str = "auto"
     unlocked_groups: int = 0
     # Towers locked whole (freeze on, no unlocked groups): their features are computed once per run,
     # each sketch in this many views (1 clean, the rest augmented), and steps train only what is
     # above them. 0 runs the towers at every step instead.
     cache_views: int = 3
-    epochs: int = 10
+    epochs: int = 20
     batch_size: int = 64
     lr: float = 1e-3
     tower_lr_scale: float = 0.1  # pretrained towers learn at lr × this; new parts at lr
@@ -57,6 +57,9 @@ class TrainConfig:
     eval_k: int = 10
     max_steps: int | None = None  # stop early (smoke tests, benchmarks)
     category_column: str | None = None
+    # Weight of a supervised-contrastive sketch→photo term whose positives are all photos of the
+    # sketch's category (category_column); 0 = off.
+    category_weight: float = 0.0
     # Human drawings that choose best.pt (a queries CSV or Quick, Draw! ndjson, as for `fsbir eval`),
     # searched against the val split; a category map as for eval.
     val_queries: str | None = None
@@ -74,6 +77,8 @@ class TrainConfig:
              "query dropout of sketch and text must add up to at most 1"),
             (self.freeze in FREEZE_MODES, f"freeze must be one of {', '.join(FREEZE_MODES)}, not {self.freeze!r}"),
             (self.unlocked_groups >= 0, f"unlocked-groups must be 0 or more, not {self.unlocked_groups}"),
+            (self.category_weight == 0 or bool(self.category_column),
+             "category-weight needs --category-column (the catalog column that names each row's category)"),
             (self.cache_views >= 0, f"cache-views must be 0 or more, not {self.cache_views}"),
         ]
         for ok, message in checks:

@@ -65,3 +65,12 @@ def gather_with_grad(features: torch.Tensor, world: World) -> torch.Tensor:
     import torch.distributed.nn
 
     return torch.cat(torch.distributed.nn.all_gather(features), dim=0)
+
+
+def gather_objects(items: list, world: World) -> list:
+    """All ranks' lists of picklable items, rank by rank (no gradients: labels, ids)."""
+    if not world.distributed:
+        return items
+    parts: list = [None] * world.size
+    dist.all_gather_object(parts, items)
+    return [x for part in parts for x in part]

@@ -9,9 +9,9 @@ import torch
 
 from fsbir import FsbirError
 
-from ..loss import info_nce
+from ..loss import category_nce, info_nce, same_category
 from .config import TrainConfig
-from .distributed import World, gather_with_grad
+from .distributed import World, gather_objects, gather_with_grad
 
 
 class TrainingDiverged(FsbirError):
@@ -38,7 +38,8 @@ def query_masks(n: int, generator: torch.Generator, cfg: TrainConfig) -> tuple[t
 def batch_loss(model, batch: dict, has_sketch: torch.Tensor, has_text: torch.Tensor, cfg: TrainConfig,
                device: str, world: World = World()) -> torch.Tensor:
     """InfoNCE of the fused query against the photo, plus the sketch-only and text-only terms at
-    `single_mode_weight`, over the global batch (features of every rank gathered)."""
+    `single_mode_weight` and the sketch's category term at `category_weight`, over the global
+    batch (features and categories of every rank gathered)."""
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda")):
         *embeddings, logit_scale = model(batch["images"].to(device), batch["sketches"].to(device),
                                          batch["tokens"].to(device), has_sketch.to(device), has_text.to(device))
@@ -47,6 +48,9 @@ def batch_loss(model, batch: dict, has_sketch: torch.Tensor, has_text: torch.Ten
         if cfg.single_mode_weight:
             loss = loss + cfg.single_mode_weight * (
                 info_nce(sketch_emb, photos, logit_scale) + info_nce(text_emb, photos, logit_scale)) / 2
+        if cfg.category_weight:
+            same = same_category(gather_objects(batch[cfg.category_column], world)).to(device)
+            loss = loss + cfg.category_weight * category_nce(sketch_emb, photos, logit_scale, same)
     return loss
 
 

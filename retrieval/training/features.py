@@ -124,13 +124,18 @@ def cache_features(towers: CachedTowers, shards: str, loader_cfg: LoaderConfig, 
                         product_id=ids, caption=captions, category=categories)
 
 
-def cached_batches(table: FeatureTable, batch_size: int, seed: int, epoch: int) -> Iterator[dict]:
+def cached_batches(table: FeatureTable, batch_size: int, seed: int, epoch: int,
+                   category_key: str | None = None) -> Iterator[dict]:
     """An epoch of full batches over a cached split: a shuffled order and, for each row, one of its
-    sketch views, both drawn from (seed, epoch) alone, so a resumed run replays them."""
+    sketch views, both drawn from (seed, epoch) alone, so a resumed run replays them. With
+    `category_key`, each batch carries the rows' categories under it, as a loader batch does."""
     generator = torch.Generator().manual_seed(seed * 1000 + epoch)
     n = len(table.product_id)
     order = torch.randperm(n, generator=generator)
     view = torch.randint(table.sketch.shape[0], (n,), generator=generator)
     for start in range(0, n - batch_size + 1, batch_size):
         rows = order[start:start + batch_size]
-        yield {"images": table.photo[rows], "sketches": table.sketch[view[rows], rows], "tokens": table.text[rows]}
+        batch = {"images": table.photo[rows], "sketches": table.sketch[view[rows], rows], "tokens": table.text[rows]}
+        if category_key:
+            batch[category_key] = [table.category[i] for i in rows.tolist()]
+        yield batch

@@ -126,9 +126,10 @@ def _train(cfg: TrainConfig, resume: bool, world: World, device: str, on_step, o
     human = load_val_queries(cfg, pp) if world.is_main else None
     if human is not None and not has_val:
         raise FsbirError(f"--val-queries are searched against the val split, and {cfg.shards} has no ok val rows")
+    categories = (cfg.category_column,) if cfg.category_weight else ()
     loader_cfg = LoaderConfig(batch_size=schedule.rank_batch, split="train", shuffle_buffer=cfg.shuffle_buffer,
                               seed=cfg.seed, workers=cfg.workers, drop_last=True, augment=cfg.augment,
-                              rank=world.rank, world=world.size)
+                              rank=world.rank, world=world.size, extra_columns=categories)
     loader, dataset = make_loader(cfg.shards, loader_cfg, pp, tokenizer, shuffle=cfg.shuffle_buffer > 1)
     train_table = val_table = None
     if towers is not None:
@@ -137,7 +138,7 @@ def _train(cfg: TrainConfig, resume: bool, world: World, device: str, on_step, o
         total = views * -(-n_train // world.size) + n_val
         report = (lambda n: on_features(n, total)) if on_features else None
         feature_cfg = LoaderConfig(batch_size=64, split="train", seed=cfg.seed, workers=cfg.workers, drop_last=False,
-                                   augment=cfg.augment, rank=world.rank, world=world.size)
+                                   augment=cfg.augment, rank=world.rank, world=world.size, extra_columns=categories)
         train_table = cache_features(towers, cfg.shards, feature_cfg, pp, tokenizer, views, device, report)
         if n_val:
             val_cfg = LoaderConfig(batch_size=64, split="val", workers=cfg.workers, drop_last=False,
@@ -160,7 +161,8 @@ def _train(cfg: TrainConfig, resume: bool, world: World, device: str, on_step, o
 
     for epoch in range(start_epoch, cfg.epochs):
         dataset.set_epoch(epoch)
-        batches = cached_batches(train_table, schedule.rank_batch, cfg.seed, epoch) if towers else loader
+        batches = (cached_batches(train_table, schedule.rank_batch, cfg.seed, epoch, cfg.category_column if categories else None)
+                   if towers else loader)
         skip = (step - epoch * schedule.steps_per_epoch) * cfg.accum_steps if epoch == start_epoch else 0
         progress = partial if skip > 0 else EpochProgress()
         seen_before = progress.seen
