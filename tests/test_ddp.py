@@ -1,6 +1,7 @@
 """`torchrun ... -m fsbir train`: two gloo processes train exactly as one process with the same
 global batch, and only rank 0 writes."""
 import json
+import math
 import os
 import subprocess
 import sys
@@ -78,3 +79,17 @@ def test_resume_under_ddp_and_a_changed_world_is_refused(demo_shards, config, tm
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert [s["step"] for s in lines(out / "steps.jsonl")] == [1, 2, 3, 4]
     assert len(lines(out / "metrics.jsonl")) == 2
+
+
+def test_two_processes_train_on_cached_locked_towers(demo_shards, tmp_path):
+    """The default model on a CPU: towers locked, each rank caches the features of its own part of
+    the rows, the heads train under DDP, rank 0 alone validates and writes."""
+    out = tmp_path / "cached"
+    result = fsbir(2, "train", str(demo_shards), "--out", str(out), "--epochs", "2", "--batch-size", "8",
+                   "--workers", "0", "--cache-views", "2", "--category-column", "category", "--category-weight", "0.5")
+    assert result.returncode == 0, result.stderr[-3000:]
+    epochs = lines(out / "metrics.jsonl")
+    assert [e["epoch"] for e in epochs] == [1, 2] and epochs[-1]["val"]["modes"]["sketch"]["R@10"] > 0
+    steps = lines(out / "steps.jsonl")
+    assert len(steps) == epochs[-1]["step"] and all(math.isfinite(s["loss"]) for s in steps)
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
