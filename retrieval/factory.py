@@ -20,7 +20,7 @@ from .model import FsbirModel
 
 CONFIG_DIR = Path(__file__).parent / "model_configs"
 PACKAGE_PREFIX = "package:"
-FSBIR_SECTION = "fsbir"  # a model config's own keys: vision_weights (a timm state dict), mean, std, crop_to_content
+FSBIR_SECTION = "fsbir"  # a model config's own keys: vision_weights (a timm state dict), mean, std, crop_to_content, colour_grid
 
 
 class ModelLoadError(FsbirError):
@@ -158,8 +158,8 @@ def create_model(spec: ModelSpec, device: str | torch.device = "cpu") -> tuple[F
     with torch.no_grad():  # CLIP's logit scale starts at log(1/0.07)
         if not pretrained:
             clip.logit_scale.fill_(math.log(1 / 0.07))
-    model = FsbirModel(clip, cfg["embed_dim"], spec.fusion, spec.sketch_tower,
-                       pretrained_modules=frozenset(modules)).to(device)
+    model = FsbirModel(clip, cfg["embed_dim"], spec.fusion, spec.sketch_tower, pretrained_modules=frozenset(modules),
+                       colour_grid=int(own.get("colour_grid", 0))).to(device)
     pp = {**(clip.visual.preprocess_cfg if hasattr(clip.visual, "preprocess_cfg") else {}),
           **{k: own[k] for k in ("mean", "std") if k in own}}
     size = cfg["vision_cfg"]["image_size"]

@@ -13,13 +13,35 @@ from fsbir import FsbirError
 from .fusion import create_fusion
 
 
+class ColourStats(nn.Module):
+    """Where the image's colours are: its mean colour on a grid × grid layout plus each channel's
+    spread, projected into the embedding and added to the vision tower's output. A pretrained
+    classification trunk is trained to ignore colour; "an ivory trouser" needs it. The projection
+    starts at zero, so a model starts as it would without it."""
+
+    def __init__(self, grid: int, embed_dim: int):
+        super().__init__()
+        self.grid = grid
+        self.proj = nn.Linear(3 * grid * grid + 3, embed_dim)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def stats(self, images: torch.Tensor) -> torch.Tensor:
+        layout = F.adaptive_avg_pool2d(images.float(), self.grid).flatten(1)
+        return torch.cat([layout, images.float().flatten(2).std(dim=2)], dim=1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.stats(images))
+
+
 class FsbirModel(nn.Module):
     """`pretrained_modules` names the submodules whose weights came pretrained ("clip.visual" for
     a whole CLIP tower, "clip.visual.trunk" for a trunk whose projection is new), so training can
-    give them a smaller learning rate and lock them."""
+    give them a smaller learning rate and lock them. `colour_grid` > 0 adds `ColourStats` to the
+    vision tower's output (photos and sketches alike)."""
 
     def __init__(self, clip: nn.Module, embed_dim: int, fusion: str = "avg", sketch_tower: str = "shared",
-                 pretrained_modules: frozenset[str] = frozenset()):
+                 pretrained_modules: frozenset[str] = frozenset(), colour_grid: int = 0):
         super().__init__()
         self.clip = clip
         self.embed_dim = embed_dim
@@ -30,6 +52,7 @@ class FsbirModel(nn.Module):
         # A separate sketch tower starts as a copy of the photo tower (pretrained weights included).
         self.sketch_visual = copy.deepcopy(clip.visual) if sketch_tower == "separate" else None
         self.fusion = create_fusion(fusion, embed_dim)
+        self.colour = ColourStats(colour_grid, embed_dim) if colour_grid else None
 
     def lock_pretrained_towers(self, unlocked_groups: int = 0) -> None:
         """Freeze the pretrained towers but their projections and the vision tower's last
@@ -66,12 +89,15 @@ class FsbirModel(nn.Module):
     def logit_scale(self) -> torch.Tensor:
         return self.clip.logit_scale
 
+    def _with_colour(self, features: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        return F.normalize(features if self.colour is None else features + self.colour(images), dim=-1)
+
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.clip.encode_image(images), dim=-1)
+        return self._with_colour(self.clip.encode_image(images), images)
 
     def encode_sketch(self, sketches: torch.Tensor) -> torch.Tensor:
         tower = self.sketch_visual if self.sketch_visual is not None else self.clip.visual
-        return F.normalize(tower(sketches), dim=-1)
+        return self._with_colour(tower(sketches), sketches)
 
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.clip.encode_text(tokens), dim=-1)

@@ -8,7 +8,7 @@ import torch
 from fsbir.retrieval.checkpoint import load_checkpoint
 from fsbir.retrieval.data import LoaderConfig, make_loader
 from fsbir.retrieval.evaluate import EvalConfig, run_eval
-from fsbir.retrieval.factory import ModelSpec, create_model
+from fsbir.retrieval.factory import CONFIG_DIR, ModelSpec, create_model
 from fsbir.retrieval.training import TrainConfig, train
 from fsbir.retrieval.training.features import CachedTowers, cache_features
 
@@ -28,8 +28,15 @@ def locked_effnet():
     return model, pp, tok
 
 
-def test_heads_on_cached_features_give_the_full_models_outputs(demo_shards, locked_effnet):
-    model, pp, tok = locked_effnet
+@pytest.mark.parametrize("colour_grid", [0, 4])
+def test_heads_on_cached_features_give_the_full_models_outputs(demo_shards, tmp_path, colour_grid):
+    cfg = json.loads((CONFIG_DIR / f"{EFFNET}.json").read_text())
+    cfg["fsbir"]["colour_grid"] = colour_grid
+    (tmp_path / "m.json").write_text(json.dumps(cfg))
+    model, pp, tok = create_model(ModelSpec(model=str(tmp_path / "m.json"), sketch_tower="separate"))
+    model.lock_pretrained_towers()
+    if colour_grid:  # a trained colour projection, not its zero start
+        torch.nn.init.normal_(model.colour.proj.weight, std=0.1)
     towers = CachedTowers(model)
     assert CachedTowers.supported(model)
     loader, _ = make_loader(demo_shards, LoaderConfig(batch_size=6, split="train"), pp, tok, shuffle=False)

@@ -57,3 +57,28 @@ def test_a_model_config_with_crop_frames_inputs_before_letterboxing(tmp_path):
     photo = np.full((300, 200, 3), 240, np.uint8)
     photo[120:180, 80:120] = (200, 30, 40)
     assert torch.allclose(photo_tensor(photo, pp), photo_tensor(crop_to_content(photo), plain))
+
+
+def test_colour_statistics_start_silent_and_then_tell_colours_apart(tmp_path):
+    """A model with colour_grid starts exactly as the same weights without it (zero projection);
+    once the projection learns, two photos that differ only in colour embed apart."""
+    cfg = json.loads((CONFIG_DIR / "fsbir-tiny.json").read_text())
+    cfg.setdefault("fsbir", {})["colour_grid"] = 2
+    (tmp_path / "colour.json").write_text(json.dumps(cfg))
+    torch.manual_seed(0)
+    coloured, pp, _ = create_model(ModelSpec(model=str(tmp_path / "colour.json")))
+    plain, _, _ = create_model(ModelSpec(model="fsbir-tiny"))
+    plain.load_state_dict({k: v for k, v in coloured.state_dict().items() if not k.startswith("colour.")})
+    shirt = np.full((96, 96, 3), 255, np.uint8)
+    red, blue = shirt.copy(), shirt.copy()
+    red[20:80, 30:66] = (200, 20, 20)
+    blue[20:80, 30:66] = (20, 20, 200)
+    images = torch.stack([photo_tensor(red, pp), photo_tensor(blue, pp)])
+    coloured.eval(), plain.eval()
+    with torch.no_grad():
+        assert torch.allclose(coloured.encode_image(images), plain.encode_image(images), atol=1e-6)
+        assert coloured.colour.stats(images).shape == (2, 3 * 2 * 2 + 3)
+        torch.nn.init.normal_(coloured.colour.proj.weight, std=1.0)
+        before = (plain.encode_image(images)[0] @ plain.encode_image(images)[1]).item()
+        after = (coloured.encode_image(images)[0] @ coloured.encode_image(images)[1]).item()
+    assert after < before

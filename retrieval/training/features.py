@@ -44,12 +44,25 @@ class CachedTowers(nn.Module):
     def sketch_tower(self) -> nn.Module:
         return self.model.sketch_visual if self.model.sketch_visual is not None else self.model.clip.visual
 
+    def _body(self, tower: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        """A trunk's features, and the colour statistics of the pixels when the model has them."""
+        features = tower.trunk(images).float()
+        colour = self.model.colour
+        return features if colour is None else torch.cat([features, colour.stats(images)], dim=1)
+
+    def _head(self, tower: nn.Module, features: torch.Tensor) -> torch.Tensor:
+        colour = self.model.colour
+        if colour is None:
+            return F.normalize(tower.head(features), dim=-1)
+        split = features.shape[1] - colour.proj.in_features
+        return F.normalize(tower.head(features[:, :split]) + colour.proj(features[:, split:]), dim=-1)
+
     @torch.no_grad()
     def bodies(self, images: torch.Tensor | None, sketches: torch.Tensor, tokens: torch.Tensor | None) -> dict:
         """The locked bodies' outputs for a batch (photo and caption only when given)."""
-        out = {"sketches": self.sketch_tower.trunk(sketches).float()}
+        out = {"sketches": self._body(self.sketch_tower, sketches)}
         if images is not None:
-            out["images"] = self.model.clip.visual.trunk(images).float()
+            out["images"] = self._body(self.model.clip.visual, images)
         if tokens is not None:
             text = self.model.clip.text
             mask = (tokens != text.config.pad_token_id).long()
@@ -57,8 +70,7 @@ class CachedTowers(nn.Module):
         return out
 
     def heads(self, photo_features, sketch_features, text_features) -> tuple:
-        return (F.normalize(self.model.clip.visual.head(photo_features), dim=-1),
-                F.normalize(self.sketch_tower.head(sketch_features), dim=-1),
+        return (self._head(self.model.clip.visual, photo_features), self._head(self.sketch_tower, sketch_features),
                 F.normalize(self.model.clip.text.proj(text_features), dim=-1))
 
     def forward(self, images, sketches, tokens, has_sketch=None, has_text=None):
