@@ -51,6 +51,7 @@ def test_heads_on_cached_features_give_the_full_models_outputs(demo_shards, tmp_
         assert torch.allclose(a, b, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_views_are_clean_then_augmented_and_repeat_with_the_seed(demo_shards, locked_effnet):
     model, pp, tok = locked_effnet
     cfg = LoaderConfig(batch_size=8, split="train", drop_last=False, augment=TrainConfig(shards="", out="").augment)

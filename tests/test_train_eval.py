@@ -43,6 +43,7 @@ def test_checkpoint_contents_and_best(demo_shards, tmp_path):
     assert (tmp_path / "r" / "config.json").exists()
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss(demo_shards, tmp_path):
     cfg = tiny_cfg(demo_shards, tmp_path / "fit", epochs=8, lr=2e-3, augment={"max_stroke_width": 1, "rotate_deg": 0,
                    "scale": 0, "translate": 0, "elastic_alpha": 0, "stroke_dropout": 0})
@@ -93,7 +94,7 @@ def test_cli_eval_json_shape(demo_shards, trained_run, tmp_path):
 
 
 def test_cli_eval_untuned_pretrained_none(demo_shards):
-    result = runner.invoke(app, ["eval", str(demo_shards), "--split", "all", "--k", "5"])
+    result = runner.invoke(app, ["eval", str(demo_shards), "--model", "fsbir-tiny", "--split", "all", "--k", "5"])
     assert result.exit_code == 0, result.output
     assert "untrained model" in result.output
 
