@@ -163,7 +163,7 @@ def train(
     shards: str = typer.Argument(..., help="Folder of shards from build-dataset."),
     out: Path = typer.Option(..., "--out", help="Run folder: config.json, metrics.jsonl, checkpoints/{last,best}.pt."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file of training settings; options typed here override it."),
-    model: str = typer.Option(default(TrainConfig, "model"), help="Shipped config (fsbir-tiny, fsbir-tiny-minilm), open_clip name (ViT-B-32) or a JSON config file."),
+    model: str = typer.Option(default(TrainConfig, "model"), help="Shipped config (fsbir-effnet-lite0-minilm, fsbir-tiny-minilm, fsbir-tiny), open_clip name (ViT-B-32) or a JSON config file."),
     pretrained: str = typer.Option(default(TrainConfig, "pretrained"), help="open_clip tag (laion2b_s34b_b79k, openai), a local checkpoint file, or none."),
     fusion: str = typer.Option(default(TrainConfig, "fusion"), help="avg | concat | gated."),
     sketch_tower: str = typer.Option(default(TrainConfig, "sketch_tower"), help="shared (photos and sketches through one vision tower) | separate."),
@@ -340,7 +340,7 @@ def quickstart(
     out: Path = typer.Option(Path(default(QuickstartConfig, "out_dir")), help="Folder for everything the quickstart makes."),
     n: int = typer.Option(default(QuickstartConfig, "n"), "--n", help="Demo catalog size."),
     workers: int = typer.Option(os.cpu_count() or 1, help="Worker processes for build-dataset."),
-    model: str = typer.Option(default(QuickstartConfig, "model"), help="Model config to train (fsbir-tiny trains faster per epoch)."),
+    model: str = typer.Option(default(QuickstartConfig, "model"), help="Model config to train (fsbir-tiny: all from scratch, for a quick look)."),
     epochs: int = typer.Option(default(QuickstartConfig, "epochs"), help="Training epochs."),
 ) -> None:
     """End to end on the built-in demo catalog: catalog → shards → train → eval → index → result grid."""

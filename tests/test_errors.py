@@ -78,6 +78,8 @@ def test_unreadable_sketch_file(demo_index, junk):
     (["--epochs", "0"], "epochs must be at least 1"),
     (["--batch-size", "1"], "batch-size must be at least 2"),
     (["--lr", "nan"], "lr must be a positive finite number"),
+    (["--category-weight", "0.5"], "category-weight needs --category-column"),
+    (["--cache-views", "-1"], "cache-views must be 0 or more"),
     (["--device", "cuda:7"], "not available"),
 ])
 def test_nonsense_training_options(args, words, demo_shards, tmp_path):
