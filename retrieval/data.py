@@ -82,6 +82,7 @@ class LoaderConfig:
     extra_columns: tuple[str, ...] = ()
     rank: int = 0  # distributed training: this process's share of the rows
     world: int = 1
+    photos: bool = True  # False: batches without "images" (no photo decoding)
 
 
 class ShardBatches(IterableDataset):
@@ -123,13 +124,14 @@ class ShardBatches(IterableDataset):
         size = self.pp.image_size
         photos, sketches = [], []
         for r in rows:
-            photos.append(photo_tensor(decode_photo(r["image"]["bytes"], size), self.pp))
+            if self.cfg.photos:
+                photos.append(photo_tensor(decode_photo(r["image"]["bytes"], size), self.pp))
             sk = decode_sketch(r["sketch"]["bytes"])
             if self.cfg.augment is not None and self.cfg.augment.enabled:
                 sk = augment_sketch(sk, rng, self.cfg.augment)
             sketches.append(sketch_tensor(sk, self.pp))
         out = {
-            "images": torch.stack(photos),
+            **({"images": torch.stack(photos)} if photos else {}),
             "sketches": torch.stack(sketches),
             "tokens": self.tokenizer([r["caption"] or "" for r in rows]),
             "product_id": [r["product_id"] for r in rows],

@@ -30,9 +30,6 @@ class ColourStats(nn.Module):
         layout = F.adaptive_avg_pool2d(images.float(), self.grid).flatten(1)
         return torch.cat([layout, images.float().flatten(2).std(dim=2)], dim=1)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.proj(self.stats(images))
-
 
 class FsbirModel(nn.Module):
     """`pretrained_modules` names the submodules whose weights came pretrained ("clip.visual" for
@@ -89,15 +86,20 @@ class FsbirModel(nn.Module):
     def logit_scale(self) -> torch.Tensor:
         return self.clip.logit_scale
 
-    def _with_colour(self, features: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-        return F.normalize(features if self.colour is None else features + self.colour(images), dim=-1)
+    def visual_embedding(self, features: torch.Tensor, colour_stats: torch.Tensor | None) -> torch.Tensor:
+        """A vision tower's output (plus the projected colour statistics, when the model has them)
+        → the unit embedding of a photo or sketch."""
+        return F.normalize(features if self.colour is None else features + self.colour.proj(colour_stats), dim=-1)
+
+    def _colour_stats(self, images: torch.Tensor) -> torch.Tensor | None:
+        return None if self.colour is None else self.colour.stats(images)
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
-        return self._with_colour(self.clip.encode_image(images), images)
+        return self.visual_embedding(self.clip.encode_image(images), self._colour_stats(images))
 
     def encode_sketch(self, sketches: torch.Tensor) -> torch.Tensor:
         tower = self.sketch_visual if self.sketch_visual is not None else self.clip.visual
-        return self._with_colour(tower(sketches), sketches)
+        return self.visual_embedding(tower(sketches), self._colour_stats(sketches))
 
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.clip.encode_text(tokens), dim=-1)

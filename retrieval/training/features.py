@@ -45,17 +45,15 @@ class CachedTowers(nn.Module):
         return self.model.sketch_visual if self.model.sketch_visual is not None else self.model.clip.visual
 
     def _body(self, tower: nn.Module, images: torch.Tensor) -> torch.Tensor:
-        """A trunk's features, and the colour statistics of the pixels when the model has them."""
+        """A trunk's features, followed by the colour statistics of the pixels when the model has them."""
         features = tower.trunk(images).float()
         colour = self.model.colour
         return features if colour is None else torch.cat([features, colour.stats(images)], dim=1)
 
-    def _head(self, tower: nn.Module, features: torch.Tensor) -> torch.Tensor:
+    def _head(self, tower: nn.Module, body: torch.Tensor) -> torch.Tensor:
         colour = self.model.colour
-        if colour is None:
-            return F.normalize(tower.head(features), dim=-1)
-        split = features.shape[1] - colour.proj.in_features
-        return F.normalize(tower.head(features[:, :split]) + colour.proj(features[:, split:]), dim=-1)
+        split = body.shape[1] - (colour.proj.in_features if colour is not None else 0)
+        return self.model.visual_embedding(tower.head(body[:, :split]), body[:, split:] if colour is not None else None)
 
     @torch.no_grad()
     def bodies(self, images: torch.Tensor | None, sketches: torch.Tensor, tokens: torch.Tensor | None) -> dict:
@@ -98,23 +96,27 @@ class FeatureTable:
     category: list
 
 
+def view_count(views: int, augment) -> int:
+    """Sketch views worth caching: all asked for under augmentation, else the one clean view."""
+    return max(1, views) if augment is not None and augment.enabled else 1
+
+
 def cache_features(towers: CachedTowers, shards: str, loader_cfg: LoaderConfig, pp, tokenizer, views: int,
                    device: str, on_rows: Callable[[int], None] | None = None) -> FeatureTable:
     """Run the locked bodies over a split once; sketches once per view (view v draws its
     augmentations as epoch v would, so they depend only on the seed). Without augmentation there
     is one view. Every row is read, in shard order; a repeated product is kept once."""
-    augmented = loader_cfg.augment is not None and loader_cfg.augment.enabled
-    views = max(1, views) if augmented else 1
+    views = view_count(views, loader_cfg.augment)
     model = towers.model
     was_training = model.training
     model.eval()
     photos, texts, sketches, ids, captions, categories = [], [], [], [], [], []
     category_column = loader_cfg.extra_columns[0] if loader_cfg.extra_columns else None
     for view in range(views):
-        view_cfg = replace(loader_cfg, augment=loader_cfg.augment if view > 0 else None, drop_last=False)
+        first = view == 0
+        view_cfg = replace(loader_cfg, augment=None if first else loader_cfg.augment, drop_last=False, photos=first)
         loader, dataset = make_loader(shards, view_cfg, pp, tokenizer, shuffle=False)
         dataset.set_epoch(view)
-        first = view == 0
         seen: dict[str, torch.Tensor] = {}
         for batch in loader:
             keep = [i for i, p in enumerate(batch["product_id"]) if p not in seen]

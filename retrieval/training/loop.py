@@ -22,7 +22,7 @@ from . import distributed
 from .config import TrainConfig
 from .distributed import World
 from .epoch import EpochProgress, train_one_epoch
-from .features import CachedTowers, cache_features, cached_batches
+from .features import CachedTowers, cache_features, cached_batches, view_count
 from .optim import make_optimizer
 from .validate import load_val_queries, selection_score, validate
 
@@ -127,13 +127,18 @@ def _train(cfg: TrainConfig, resume: bool, world: World, device: str, on_step, o
     if human is not None and not has_val:
         raise FsbirError(f"--val-queries are searched against the val split, and {cfg.shards} has no ok val rows")
     categories = (cfg.category_column,) if cfg.category_weight else ()
-    loader_cfg = LoaderConfig(batch_size=schedule.rank_batch, split="train", shuffle_buffer=cfg.shuffle_buffer,
-                              seed=cfg.seed, workers=cfg.workers, drop_last=True, augment=cfg.augment,
-                              rank=world.rank, world=world.size, extra_columns=categories)
-    loader, dataset = make_loader(cfg.shards, loader_cfg, pp, tokenizer, shuffle=cfg.shuffle_buffer > 1)
-    train_table = val_table = None
-    if towers is not None:
-        views = cfg.cache_views if cfg.augment.enabled else 1
+    val_table = None
+    if towers is None:
+        loader_cfg = LoaderConfig(batch_size=schedule.rank_batch, split="train", shuffle_buffer=cfg.shuffle_buffer,
+                                  seed=cfg.seed, workers=cfg.workers, drop_last=True, augment=cfg.augment,
+                                  rank=world.rank, world=world.size, extra_columns=categories)
+        loader, dataset = make_loader(cfg.shards, loader_cfg, pp, tokenizer, shuffle=cfg.shuffle_buffer > 1)
+
+        def epoch_batches(epoch: int):
+            dataset.set_epoch(epoch)
+            return loader
+    else:
+        views = view_count(cfg.cache_views, cfg.augment)
         n_val = count_ok_rows(cfg.shards, "val") if has_val and world.is_main else 0
         total = views * -(-n_train // world.size) + n_val
         report = (lambda n: on_features(n, total)) if on_features else None
@@ -144,6 +149,9 @@ def _train(cfg: TrainConfig, resume: bool, world: World, device: str, on_step, o
             val_cfg = LoaderConfig(batch_size=64, split="val", workers=cfg.workers, drop_last=False,
                                    extra_columns=(cfg.category_column,) if cfg.category_column else ())
             val_table = cache_features(towers, cfg.shards, val_cfg, pp, tokenizer, 1, device, report)
+
+        def epoch_batches(epoch: int):
+            return cached_batches(train_table, schedule.rank_batch, cfg.seed, epoch, categories[0] if categories else None)
     record: dict = {}
 
     def checkpoint(epochs_done: int, metrics: dict, partial_epoch: EpochProgress | None, name: str) -> None:
@@ -160,14 +168,11 @@ def _train(cfg: TrainConfig, resume: bool, world: World, device: str, on_step, o
             on_step(r)
 
     for epoch in range(start_epoch, cfg.epochs):
-        dataset.set_epoch(epoch)
-        batches = (cached_batches(train_table, schedule.rank_batch, cfg.seed, epoch, cfg.category_column if categories else None)
-                   if towers else loader)
         skip = (step - epoch * schedule.steps_per_epoch) * cfg.accum_steps if epoch == start_epoch else 0
         progress = partial if skip > 0 else EpochProgress()
         seen_before = progress.seen
         step, stopped, seconds = train_one_epoch(
-            trained, batches, optimizer, scheduler, cfg, epoch=epoch, step=step, skip_batches=skip,
+            trained, epoch_batches(epoch), optimizer, scheduler, cfg, epoch=epoch, step=step, skip_batches=skip,
             progress=progress, device=device, steps_per_epoch=schedule.steps_per_epoch, world=world,
             on_step=log_step if world.is_main else None)
         if stopped:  # mid-epoch stop: a resumable checkpoint, no epoch record yet
