@@ -1,14 +1,18 @@
-"""build-dataset throughput and memory against two bare loops run side by side:
+"""build-dataset throughput and memory against bare loops run side by side:
 
 - same-work loop: read each file and run the same required per-row work as a shard row (decode with
   JPEG draft, letterbox, colour-word rule, CLAHE / equalise, blur, Canny, speck removal, 1-bit PNG and
   JPEG encode: `sketchgen.make_pair`), in one process, writing nothing. Its ratio is the framework's
   own cost (catalog reading, hashing, records, Parquet, stats, the worker pool).
+- the same-work loop with cv2 on one thread, in 1 and in 2 processes: what one core does, and
+  how far this machine scales with no framework at all (the ceiling for "2 workers × 1 worker").
 - skip-steps loop: decode, letterbox, plain Canny and encode only (no CLAHE, speck removal, hashing,
-  Parquet): a floor no real build can reach.
+  Parquet). It decodes at full size where `make_pair` uses JPEG draft, so on large photos it is
+  slower than the same-work loop, not a floor.
 
     python bench/build_dataset.py CATALOG [--id-column id --caption-column productDisplayName
         --image-pattern 'images/{id}.jpg'] [--rows 24000] [--memory-rows 10000 100000]
+        [--repeats 3]
 
 The catalog's images are listed again and again (new product ids) up to --rows.
 """
@@ -17,7 +21,9 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import multiprocessing as mp
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -62,6 +68,22 @@ def same_work_loop(items: list[tuple[str, str]], size: int) -> float:
             data = fh.read()
         make_pair(data, caption, settings)
     return time.perf_counter() - start
+
+
+def _one_thread_loop(items: list[tuple[str, str]], size: int) -> float:
+    cv2.setNumThreads(1)
+    return same_work_loop(items, size)
+
+
+def one_thread_loops(items: list[tuple[str, str]], size: int, processes: int) -> float:
+    """Seconds for `processes` fresh processes, cv2 on one thread each, to run the same-work loop
+    over an equal part of the items: the machine's own scaling, with no framework at all."""
+    parts = [items[i::processes] for i in range(processes)]
+    with mp.get_context("spawn").Pool(processes) as pool:
+        pool.starmap(_one_thread_loop, [(p[:20], size) for p in parts])  # imports and page cache, untimed
+        start = time.perf_counter()
+        pool.starmap(_one_thread_loop, [(p, size) for p in parts])
+        return time.perf_counter() - start
 
 
 def run_fsbir(catalog: Path, out: Path, workers: int, size: int, shard_size: int) -> tuple[float, float]:
@@ -113,6 +135,7 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, default=256)
     ap.add_argument("--shard-size", type=int, default=1000)
     ap.add_argument("--rows", type=int, default=24_000, help="rows of the timed runs")
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved repeats of every timed run (the machine's speed drifts)")
     ap.add_argument("--memory-rows", type=int, nargs="*", default=[], help="catalog sizes of the peak-RSS runs (2 workers)")
     args = ap.parse_args()
     spec = CatalogSpec(args.catalog, id_column=args.id_column, caption_column=args.caption_column,
@@ -123,21 +146,38 @@ def main() -> None:
         tmp = Path(tmp)
         catalog, items = make_catalog(rows, tmp / "timed", args.rows)
         same_work_loop(items[:50], args.image_size)  # warm the page cache and imports
-        same = same_work_loop(items, args.image_size)
-        skip = skip_steps_loop(items, args.image_size)
+        runs: dict[str, list[float]] = {}
+        rss: dict[int, float] = {}
+        for _ in range(args.repeats):  # interleaved, so slow drift of the machine hits every run alike
+            runs.setdefault("same", []).append(same_work_loop(items, args.image_size))
+            runs.setdefault("skip", []).append(skip_steps_loop(items, args.image_size))
+            for processes in (1, 2):
+                runs.setdefault(f"loop{processes}", []).append(one_thread_loops(items, args.image_size, processes))
+            for workers in (1, 2):
+                seconds, peak = run_fsbir(catalog, tmp / f"out-{workers}", workers, args.image_size, args.shard_size)
+                runs.setdefault(workers, []).append(seconds)
+                rss[workers] = max(rss.get(workers, 0.0), peak)
+                shutil.rmtree(tmp / f"out-{workers}")
         n = len(items)
-        table = Table(title=f"build-dataset, {n} rows of {args.catalog} at {args.image_size} px")
-        for col in ("run", "seconds", "rows/s", "× same-work loop", "× skip-steps loop", "× 1 worker", "peak RSS MiB"):
+
+        def ratio(num, den) -> str:
+            """Median over repeats of the ratio within each repeat, with its range."""
+            r = sorted(d / m for m, d in zip(runs[num], runs[den]))
+            return f"{statistics.median(r):.2f}" + (f" ({r[0]:.2f}–{r[-1]:.2f})" if len(r) > 1 else "")
+
+        table = Table(title=f"build-dataset, {n} rows of {args.catalog} at {args.image_size} px, "
+                            f"median of {args.repeats} interleaved repeats (range)")
+        for col in ("run", "seconds", "rows/s", "× same-work loop", "× skip-steps loop", "× 1 worker",
+                    "× 1-thread loops, same processes", "peak RSS MiB"):
             table.add_column(col, justify="right" if col != "run" else "left")
-        table.add_row("same-work loop (1 process)", f"{same:.1f}", f"{n / same:.0f}", "1.00", f"{skip / same:.2f}", "", "")
-        table.add_row("skip-steps loop (1 process)", f"{skip:.1f}", f"{n / skip:.0f}", f"{same / skip:.2f}", "1.00", "", "")
-        one = None
-        for workers in (1, 2):
-            seconds, rss = run_fsbir(catalog, tmp / f"out-{workers}", workers, args.image_size, args.shard_size)
-            one = one or seconds
-            table.add_row(f"fsbir, {workers} worker(s)", f"{seconds:.1f}", f"{n / seconds:.0f}", f"{same / seconds:.2f}",
-                          f"{skip / seconds:.2f}", f"{one / seconds:.2f}", f"{rss:.0f}")
-            shutil.rmtree(tmp / f"out-{workers}")
+        names = {"same": "same-work loop (1 process, cv2 threads)", "skip": "skip-steps loop (1 process)",
+                 "loop1": "same-work loop, cv2 on 1 thread", "loop2": "same, 2 processes (machine's scaling)",
+                 1: "fsbir, 1 worker", 2: "fsbir, 2 workers"}
+        for key, name in names.items():
+            seconds = statistics.median(runs[key])
+            table.add_row(name, f"{seconds:.1f}", f"{n / seconds:.0f}", ratio(key, "same"), ratio(key, "skip"),
+                          ratio(key, 1) if key in (1, 2) else ratio(key, "loop1") if key == "loop2" else "",
+                          ratio(key, f"loop{key}") if key in (1, 2) else "", f"{rss[key]:.0f}" if key in rss else "")
         console.print(table)
         if args.memory_rows:
             mem = Table(title="peak RSS of the build's process tree (2 workers) as the catalog grows")

@@ -143,28 +143,30 @@ def process_row(row: CatalogRow, key: str, settings: WorkerSettings, fetched: Fu
 
 
 def run_shard_job(job: ShardJob, settings: WorkerSettings, on_row: Callable[[int], None] | None = None) -> dict:
-    """Process and write one shard; returns its stats (also written beside the shard)."""
+    """Process and write one shard; returns its stats (also written beside the shard). Records are
+    written a row group at a time, so memory holds one row group of images, not the shard."""
     start = time.perf_counter()
-    records = []
-    for i, (row, fetched) in enumerate(prefetched(job.rows, settings)):
-        records.append(process_row(row, f"{job.shard_id:05d}{i:05d}", settings, fetched))
-        if on_row is not None:
-            on_row(1)
     by_status: dict[str, int] = {}
     by_method: dict[str, int] = {}
-    for r in records:
-        by_status[r["status"]] = by_status.get(r["status"], 0) + 1
-        if r.get("sketch_method"):
-            by_method[r["sketch_method"]] = by_method.get(r["sketch_method"], 0) + 1
-    stats = {
-        "shard_id": job.shard_id,
-        "rows": len(records),
-        "first_index": job.rows[0].index if job.rows else None,
-        "last_index": job.rows[-1].index if job.rows else None,
-        "by_status": by_status,
-        "by_method": by_method,
-        "input_fingerprint": job.input_fingerprint,
-        "seconds": round(time.perf_counter() - start, 3),
-    }
-    ShardWriter(settings.out_dir, shard_schema(settings.extra_columns)).write(job.shard_id, records, stats)
+    writer = ShardWriter(settings.out_dir, shard_schema(settings.extra_columns))
+    with writer.stream(job.shard_id) as sink:
+        for i, (row, fetched) in enumerate(prefetched(job.rows, settings)):
+            record = process_row(row, f"{job.shard_id:05d}{i:05d}", settings, fetched)
+            sink.append(record)
+            by_status[record["status"]] = by_status.get(record["status"], 0) + 1
+            if record.get("sketch_method"):
+                by_method[record["sketch_method"]] = by_method.get(record["sketch_method"], 0) + 1
+            if on_row is not None:
+                on_row(1)
+        stats = {
+            "shard_id": job.shard_id,
+            "rows": len(job.rows),
+            "first_index": job.rows[0].index if job.rows else None,
+            "last_index": job.rows[-1].index if job.rows else None,
+            "by_status": by_status,
+            "by_method": by_method,
+            "input_fingerprint": job.input_fingerprint,
+        }
+        sink.finish(stats)
+        stats["seconds"] = round(time.perf_counter() - start, 3)
     return stats

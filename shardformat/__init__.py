@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -157,13 +158,50 @@ class ShardWriter:
     def is_done(self, shard_id: int) -> bool:
         return self.paths(shard_id)[1].exists()
 
-    def write(self, shard_id: int, records: list[dict], stats: dict) -> Path:
+    @contextmanager
+    def stream(self, shard_id: int, rows_per_group: int = 256) -> Iterator["ShardSink"]:
+        """A sink for one shard's records, written a row group at a time as they come, so a worker
+        holds one row group of images, not the whole shard. The shard appears only when the block
+        ends with `sink.finish(stats)`; an error in the block leaves no file behind."""
         parquet_path, stats_path = self.paths(shard_id)
-        table = pa.Table.from_pylist(records, schema=self.schema)
         with atomic_path(parquet_path) as tmp:
-            pq.write_table(table, tmp, compression=_compression(self.schema))
-        atomic_write_json(stats_path, stats)
-        return parquet_path
+            sink = ShardSink(tmp, self.schema, rows_per_group)
+            try:
+                yield sink
+            finally:
+                sink.close()
+            if sink.stats is None:
+                raise RuntimeError(f"shard {shard_id}: the block ended without finish(stats)")
+        atomic_write_json(stats_path, sink.stats)
+
+
+class ShardSink:
+    """Records → row groups of a Parquet file (see `ShardWriter.stream`)."""
+
+    def __init__(self, path: Path, schema: pa.Schema, rows_per_group: int):
+        self.schema, self.rows_per_group = schema, rows_per_group
+        self.stats: dict | None = None
+        self._batch: list[dict] = []
+        self._writer = pq.ParquetWriter(path, schema, compression=_compression(schema))
+
+    def append(self, record: dict) -> None:
+        self._batch.append(record)
+        if len(self._batch) >= self.rows_per_group:
+            self._flush()
+
+    def finish(self, stats: dict) -> None:
+        """Write what is left; the stats are written once the file is closed and renamed."""
+        self._flush()
+        self.stats = stats
+
+    def close(self) -> None:
+        if self._writer.is_open:
+            self._writer.close()
+
+    def _flush(self) -> None:
+        if self._batch:
+            self._writer.write_table(pa.Table.from_pylist(self._batch, schema=self.schema))
+            self._batch = []
 
 
 def _compression(schema: pa.Schema) -> dict[str, str]:

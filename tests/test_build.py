@@ -14,7 +14,7 @@ from PIL import Image
 from fsbir.pipelines.build import BuildConfig, run_build
 from fsbir.pipelines.catalog import CatalogSpec
 from fsbir.pipelines.demo_catalog import write_demo_catalog
-from fsbir.shardformat import shard_files, split_for
+from fsbir.shardformat import ShardWriter, blank_record, shard_files, shard_schema, split_for
 from tests.conftest import encode, photo, wait_until
 
 BASE_COLUMNS = ["key", "product_id", "caption", "split", "image", "sketch", "sketch_method", "sketch_params",
@@ -216,3 +216,26 @@ def test_killed_run_resumes_without_duplicates(tmp_path):
     assert len(df) == 400 and df["product_id"].is_unique and df["key"].is_unique
     assert (df["status"] == "ok").all()
     assert json.loads((out / "manifest.json").read_text())["inputs"] == 400
+
+
+def test_a_streamed_shard_is_whole_in_row_groups_or_absent(tmp_path):
+    writer = ShardWriter(tmp_path, shard_schema(()))
+    records = [blank_record(key=f"{i:010d}", product_id=f"p{i}", caption=f"item {i}", split="train", status="ok",
+                            error_message=None) for i in range(600)]
+    with writer.stream(0, rows_per_group=256) as sink:
+        for r in records:
+            sink.append(r)
+        sink.finish({"rows": 600})
+    parquet, stats = writer.paths(0)
+    f = pq.ParquetFile(parquet)
+    assert f.metadata.num_row_groups == 3 and f.read().column("product_id").to_pylist() == [f"p{i}" for i in range(600)]
+    assert json.loads(stats.read_text()) == {"rows": 600}
+    with pytest.raises(ValueError, match="decode failed"):
+        with writer.stream(1, rows_per_group=256) as sink:
+            for r in records:
+                sink.append(r)
+            raise ValueError("decode failed")
+    with pytest.raises(RuntimeError, match="without finish"):
+        with writer.stream(2) as sink:
+            sink.append(records[0])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shard-00000.parquet", "shard-00000.stats.json"]

@@ -10,7 +10,8 @@ from fsbir.retrieval.data import LoaderConfig, make_loader
 from fsbir.retrieval.evaluate import EvalConfig, run_eval
 from fsbir.retrieval.factory import CONFIG_DIR, ModelSpec, create_model
 from fsbir.retrieval.training import TrainConfig, train
-from fsbir.retrieval.training.features import CachedTowers, cache_features
+from fsbir.retrieval.training.features import CachedTowers, cache_features, trunk_split
+from torch import nn
 
 EFFNET = "fsbir-effnet-lite0-minilm"
 
@@ -28,13 +29,14 @@ def locked_effnet():
     return model, pp, tok
 
 
-@pytest.mark.parametrize("colour_grid", [0, 4])
-def test_heads_on_cached_features_give_the_full_models_outputs(demo_shards, tmp_path, colour_grid):
+@pytest.mark.parametrize("colour_grid,unlocked", [(0, 0), (4, 0), (4, 3)])
+def test_heads_on_cached_features_give_the_full_models_outputs(demo_shards, tmp_path, colour_grid, unlocked):
+    """With unlocked groups the cache holds feature maps below them, and the heads run the rest."""
     cfg = json.loads((CONFIG_DIR / f"{EFFNET}.json").read_text())
     cfg["fsbir"]["colour_grid"] = colour_grid
     (tmp_path / "m.json").write_text(json.dumps(cfg))
     model, pp, tok = create_model(ModelSpec(model=str(tmp_path / "m.json"), sketch_tower="separate"))
-    model.lock_pretrained_towers()
+    model.lock_pretrained_towers(unlocked)
     if colour_grid:  # a trained colour projection, not its zero start
         torch.nn.init.normal_(model.colour.proj.weight, std=0.1)
     towers = CachedTowers(model)
@@ -49,6 +51,47 @@ def test_heads_on_cached_features_give_the_full_models_outputs(demo_shards, tmp_
                         has_sketch=has_sketch, has_text=has_text)
     for a, b in zip(full, cached):
         assert torch.allclose(a, b, atol=1e-5)
+    body = towers.bodies(batch["images"], batch["sketches"], None)["images"]
+    colour = model.colour.proj.in_features if colour_grid else 0
+    # Locked whole: the pooled 1280 features. Three groups open (head, blocks 6.0 and 5.3): the
+    # 192-channel map after block 5.2, 5 x 5 at 160 px.
+    assert body.shape[1] == (1280 if unlocked == 0 else 192 * 5 * 5) + colour
+
+
+class InOrder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3)
+        self.blocks = nn.Sequential(nn.Sequential(nn.Conv2d(4, 4, 1), nn.ReLU()), nn.Conv2d(4, 8, 1))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x):
+        return self.pool(self.blocks(self.stem(x)))
+
+
+class Residual(InOrder):
+    def forward(self, x):
+        h = self.stem(x)
+        return self.pool(self.blocks(h + self.blocks[0](h)))
+
+
+def lock_below(trunk: nn.Module, name: str) -> nn.Module:
+    """Freeze every parameter of the trunk except those under `name`."""
+    for key, p in trunk.named_parameters():
+        p.requires_grad = key.startswith(name)
+    return trunk
+
+
+def test_trunk_split_cuts_below_the_first_trained_layer_and_only_where_the_forward_runs_in_order():
+    trunk = lock_below(InOrder(), "blocks.1")
+    body, rest = trunk_split(trunk)
+    assert [type(m) for m in body] == [nn.Conv2d, nn.Conv2d, nn.ReLU] and len(rest) == 2
+    x = torch.randn(2, 3, 8, 8)
+    assert torch.allclose(rest(body(x)), trunk(x))
+    locked = lock_below(InOrder(), "nothing")
+    assert trunk_split(locked)[0] is locked and len(trunk_split(locked)[1]) == 0
+    assert trunk_split(lock_below(InOrder(), "stem")) is None  # nothing below the first trained layer
+    assert trunk_split(lock_below(Residual(), "blocks.1")) is None  # layers in order are not its forward
 
 
 @pytest.mark.slow
@@ -95,17 +138,35 @@ def test_cached_training_resumes_mid_epoch_like_an_uninterrupted_run(demo_shards
 
 
 @pytest.mark.slow
-def test_unlocked_groups_or_no_cache_run_the_towers(demo_shards, tmp_path):
-    """Nothing is cached when part of the trunk trains (its unlocked block moves) or with
-    cache_views 0; a locked run reports every cached row (train views + val)."""
+def test_unlocked_groups_train_from_cached_feature_maps(demo_shards, tmp_path):
+    """With groups open at the top of the trunk, the feature maps below them are cached: those
+    layers and the projections move, everything below stays, and validation from the cache equals
+    an eval of the checkpoint through the full towers."""
+    calls = []
+    record = train(effnet_cfg(demo_shards, tmp_path / "run", epochs=1, unlocked_groups=2),
+                   on_features=lambda n, total: calls.append((n, total)))
+    assert calls and sum(n for n, _ in calls) == calls[0][1]
+    fresh_model = create_model(ModelSpec(model=EFFNET))[0]
+    fresh = fresh_model.state_dict()
+    fresh_model.lock_pretrained_towers(2)
+    open_layers = {"clip.visual.trunk." + k for k, p in fresh_model.clip.visual.trunk.named_parameters() if p.requires_grad}
+    moved = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["model"]
+    changed = {k for k in fresh if k.startswith("clip.visual.trunk.") and not torch.equal(moved[k], fresh[k])}
+    assert changed and changed <= open_layers and len(open_layers) < len(list(fresh_model.clip.visual.trunk.parameters()))
+    evaluated = run_eval(EvalConfig(shards=str(demo_shards), checkpoint=str(tmp_path / "run" / "checkpoints" / "last.pt"),
+                                    split="val", category_column="category"))
+    for mode, values in record["val"]["modes"].items():
+        assert evaluated["modes"][mode]["R@1"] == pytest.approx(values["R@1"], abs=1e-6), mode
+
+
+@pytest.mark.slow
+def test_no_cache_runs_the_towers(demo_shards, tmp_path):
+    """cache_views 0 caches nothing; a locked run reports every cached row (train views + val)."""
     cached_rows = []
     train(effnet_cfg(demo_shards, tmp_path / "cached", epochs=1), on_features=lambda n, total: cached_rows.append((n, total)))
     total = cached_rows[0][1]
     assert sum(n for n, _ in cached_rows) == total and total > 0
-    for name, kw in {"unlocked": dict(unlocked_groups=1, max_steps=2), "nocache": dict(cache_views=0, max_steps=2)}.items():
-        calls = []
-        train(effnet_cfg(demo_shards, tmp_path / name, epochs=1, **kw), on_features=lambda n, total: calls.append(n))
-        assert calls == [], name
-    fresh = create_model(ModelSpec(model=EFFNET))[0].state_dict()
-    moved = load_checkpoint(tmp_path / "unlocked" / "checkpoints" / "last.pt")["model"]
-    assert any(not torch.equal(moved[k], fresh[k]) for k in fresh if k.startswith("clip.visual.trunk."))
+    calls = []
+    train(effnet_cfg(demo_shards, tmp_path / "nocache", epochs=1, cache_views=0, max_steps=2),
+          on_features=lambda n, total: calls.append(n))
+    assert calls == []

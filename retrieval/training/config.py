@@ -32,9 +32,9 @@ class TrainConfig:
     # with cached features) and "none" on a GPU.
     freeze: str = "auto"
     unlocked_groups: int = 0
-    # Towers locked whole (freeze on, no unlocked groups): their features are computed once per run,
-    # each sketch in this many views (1 clean, the rest augmented), and steps train only what is
-    # above them. 0 runs the towers at every step instead.
+    # Locked towers (freeze on): their features below the first trained layer (feature maps, with
+    # unlocked groups) are computed once per run, each sketch in this many views (1 clean, the rest
+    # augmented), and steps train only what is above them. 0 runs the towers at every step instead.
     cache_views: int = 3
     epochs: int = 20
     batch_size: int = 64

@@ -1,11 +1,13 @@
 """Training on cached tower features.
 
-When the pretrained towers are locked whole, everything below their projections is a fixed
+When the pretrained towers are locked, everything below their first trained layer is a fixed
 function of the input: a photo's and a caption's features never change, and a sketch's change only
 with its augmentation. So they are computed once per run (the photo and caption once, the sketch
-once per augmentation view: view 0 clean, the others augmented) and every step trains only the
-projections, the fusion and the temperature. Same model, same loss, same checkpoint; the steps
-cost a matrix product instead of two passes through a convolutional trunk."""
+once per augmentation view: view 0 clean, the others augmented) and every step trains only what is
+above: the projections, the fusion and the temperature when the towers are locked whole; also the
+vision trunk's last layer groups, from cached feature maps, with `unlocked_groups`. Same model,
+same loss, same checkpoint; a step costs the trained layers instead of two passes through the
+whole trunk."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -22,21 +24,65 @@ def _frozen(module: nn.Module) -> bool:
     return all(not p.requires_grad for p in module.parameters())
 
 
+def trunk_split(trunk: nn.Module) -> tuple[nn.Module, nn.Sequential] | None:
+    """(locked body, trained rest) of a vision trunk: the body is the longest run of its layers,
+    in order, whose parameters are all frozen. Layers are the trunk's children with every
+    `Sequential` opened (timm's stages and their blocks), so timm's layer groups fall on a cut. A trunk
+    locked whole is its own body. None when the first layer is trained or when running the layers
+    in order is not what the trunk's forward does (checked on a probe input)."""
+    if _frozen(trunk):
+        return trunk, nn.Sequential()
+    layers = list(_layers(trunk))
+    first = next(i for i, layer in enumerate(layers) if not _frozen(layer))
+    if first == 0:
+        return None
+    body, rest = nn.Sequential(*layers[:first]), nn.Sequential(*layers[first:])
+    was_training = trunk.training
+    trunk.eval()
+    try:
+        with torch.no_grad():
+            probe = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0),
+                                device=next(trunk.parameters()).device)
+            same = torch.allclose(rest(body(probe)), trunk(probe), atol=1e-5)
+    except (RuntimeError, TypeError, ValueError):  # a layer that needs more than its predecessor's output
+        same = False
+    finally:
+        trunk.train(was_training)
+    return (body, rest) if same else None
+
+
+def _layers(module: nn.Module) -> Iterator[nn.Module]:
+    for child in module.children():
+        if isinstance(child, nn.Sequential):
+            yield from _layers(child)
+        else:
+            yield child
+
+
 class CachedTowers(nn.Module):
     """An FsbirModel seen from above its locked tower bodies: `forward` takes the bodies' outputs
     (photo and sketch trunk features, pooled caption features) where FsbirModel takes pixels and
-    tokens, and returns what FsbirModel returns. The wrapped model's weights are the ones trained."""
+    tokens, and returns what FsbirModel returns. The wrapped model's weights are the ones trained.
+    A body's output is kept flat, one row per input; a feature map is reshaped for the trained
+    layers above it."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
+        self._splits = {id(tower): trunk_split(tower.trunk) for tower in self._towers(model)}
+        self._map_shape: dict[int, tuple[int, ...]] = {}
+
+    @staticmethod
+    def _towers(model: nn.Module) -> list[nn.Module]:
+        return [model.clip.visual] + ([model.sketch_visual] if model.sketch_visual is not None else [])
 
     @staticmethod
     def supported(model: nn.Module) -> bool:
-        """Whether every tower is an open_clip timm or Hugging Face tower whose body is locked."""
-        towers = [model.clip.visual] + ([model.sketch_visual] if model.sketch_visual is not None else [])
+        """Whether every tower is an open_clip timm or Hugging Face tower, the text body locked
+        whole and each vision trunk with a locked body below its trained layers (`trunk_split`)."""
         text = getattr(model.clip, "text", None)
-        return (all(hasattr(t, "trunk") and hasattr(t, "head") and _frozen(t.trunk) for t in towers)
+        return (all(hasattr(t, "trunk") and hasattr(t, "head") and trunk_split(t.trunk) is not None
+                    for t in CachedTowers._towers(model))
                 and text is not None and all(hasattr(text, a) for a in ("transformer", "pooler", "proj"))
                 and _frozen(text.transformer))
 
@@ -45,15 +91,19 @@ class CachedTowers(nn.Module):
         return self.model.sketch_visual if self.model.sketch_visual is not None else self.model.clip.visual
 
     def _body(self, tower: nn.Module, images: torch.Tensor) -> torch.Tensor:
-        """A trunk's features, followed by the colour statistics of the pixels when the model has them."""
-        features = tower.trunk(images).float()
+        """A trunk's locked body output, flat, followed by the colour statistics of the pixels when
+        the model has them."""
+        features = self._splits[id(tower)][0](images).float()
+        self._map_shape[id(tower)] = tuple(features.shape[1:])
+        features = features.flatten(1)
         colour = self.model.colour
         return features if colour is None else torch.cat([features, colour.stats(images)], dim=1)
 
     def _head(self, tower: nn.Module, body: torch.Tensor) -> torch.Tensor:
         colour = self.model.colour
         split = body.shape[1] - (colour.proj.in_features if colour is not None else 0)
-        return self.model.visual_embedding(tower.head(body[:, :split]), body[:, split:] if colour is not None else None)
+        features = self._splits[id(tower)][1](body[:, :split].reshape(-1, *self._map_shape[id(tower)]))
+        return self.model.visual_embedding(tower.head(features), body[:, split:] if colour is not None else None)
 
     @torch.no_grad()
     def bodies(self, images: torch.Tensor | None, sketches: torch.Tensor, tokens: torch.Tensor | None) -> dict:

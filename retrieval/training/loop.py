@@ -113,7 +113,8 @@ def _train(cfg: TrainConfig, resume: bool, world: World, device: str, on_step, o
         step, start_epoch = state["step"], state["epoch"]
         best = state["metrics"].get("best_val", best)
         partial = EpochProgress(**(state.get("partial_epoch") or {}))
-    # Towers locked whole: their features are computed once, and steps train what is above them.
+    # Locked towers: their features below the first trained layer are computed once, and steps
+    # train what is above them.
     towers = CachedTowers(model) if cfg.freeze_on(device) and cfg.cache_views and CachedTowers.supported(model) else None
     trained = towers or model
     if world.distributed:
