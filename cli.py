@@ -169,7 +169,7 @@ def train(
     sketch_tower: str = typer.Option(default(TrainConfig, "sketch_tower"), help="shared (photos and sketches through one vision tower) | separate."),
     freeze: str = typer.Option(default(TrainConfig, "freeze"), help="Pretrained towers: towers (train only their projections), none (fine-tune them), auto (towers on CPU, none on GPU)."),
     unlocked_groups: int = typer.Option(default(TrainConfig, "unlocked_groups"), help="With --freeze towers: layer groups at the top of a pretrained vision tower left trainable."),
-    cache_views: int = typer.Option(default(TrainConfig, "cache_views"), help="Towers locked whole: cache their features once per run, each sketch in this many views (1 clean, the rest augmented); 0 runs them at every step."),
+    cache_views: int = typer.Option(default(TrainConfig, "cache_views"), help="Locked towers: cache their features below the first trained layer once per run, each sketch in this many views (1 clean, the rest augmented); 0 runs them at every step."),
     epochs: int = typer.Option(default(TrainConfig, "epochs")),
     batch_size: int = typer.Option(default(TrainConfig, "batch_size")),
     lr: float = typer.Option(default(TrainConfig, "lr"), help="Learning rate of new parts; pretrained towers use lr × tower_lr_scale."),

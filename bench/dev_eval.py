@@ -55,6 +55,11 @@ def main() -> None:
         if name in results:
             qd = results[name]["modes"]["sketch"]
             cells[f"{name} P@10 (chance)"] = f"{qd['P@10_category']:.3f} ({qd['category_chance']:.3f})"
+            present = [c for c in results[name]["by_category"]["sketch"].values() if c["chance"] > 0]
+            n = sum(c["queries"] for c in present)
+            cells[f"{name} P@10 where the category is in the gallery (chance)"] = (
+                f"{sum(c['P@10'] * c['queries'] for c in present) / n:.3f} "
+                f"({sum(c['chance'] * c['queries'] for c in present) / n:.3f}), {len(present)} categories")
     shoes = results["shoes"]["modes"]["sketch"]
     cells["shoes acc@1/acc@10"] = f"{shoes['R@1']:.3f} / {shoes['R@10']:.3f}"
     width = max(map(len, cells))
