@@ -166,7 +166,7 @@ def run_shard_job(job: ShardJob, settings: WorkerSettings, on_row: Callable[[int
             "by_status": by_status,
             "by_method": by_method,
             "input_fingerprint": job.input_fingerprint,
+            "seconds": round(time.perf_counter() - start, 3),
         }
         sink.finish(stats)
-        stats["seconds"] = round(time.perf_counter() - start, 3)
     return stats
