@@ -8,8 +8,9 @@ shoe acc@1/acc@10, each through `fsbir eval` (its JSON kept beside the run).
         [--wide-shards runs/myntra-train-shards]
 
 --wide-shards: a second gallery for the doodles, its test split: products the run never trained
-on, from a catalog that has every Quick, Draw! category (myntra-dev lacks 7 of the 19, whose
-doodles score 0 there by construction, and has 1–5 items of several more, which caps P@10).
+on, from a catalog that holds more of the Quick, Draw! categories (myntra-train's test split has 17
+of the 19; myntra-dev lacks 7, whose doodles score 0 there by construction, and has 1–5 items of
+several more, which caps P@10).
 """
 from __future__ import annotations
 
