@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from torch import nn
 
 from fsbir.retrieval.checkpoint import load_checkpoint
 from fsbir.retrieval.data import LoaderConfig, make_loader
@@ -11,7 +12,6 @@ from fsbir.retrieval.evaluate import EvalConfig, run_eval
 from fsbir.retrieval.factory import CONFIG_DIR, ModelSpec, create_model
 from fsbir.retrieval.training import TrainConfig, train
 from fsbir.retrieval.training.features import CachedTowers, cache_features, trunk_split
-from torch import nn
 
 EFFNET = "fsbir-effnet-lite0-minilm"
 
@@ -53,8 +53,8 @@ def test_heads_on_cached_features_give_the_full_models_outputs(demo_shards, tmp_
         assert torch.allclose(a, b, atol=1e-5)
     body = towers.bodies(batch["images"], batch["sketches"], None)["images"]
     colour = model.colour.proj.in_features if colour_grid else 0
-    # Locked whole: the pooled 1280 features. Three groups open (head, blocks 6.0 and 5.3): the
-    # 192-channel map after block 5.2, 5 x 5 at 160 px.
+    # Locked whole: the pooled 1280 features. With groups open at the top (the head conv and the
+    # last blocks, cut inside stage 5): that stage's 192-channel map, 5 x 5 at 160 px.
     assert body.shape[1] == (1280 if unlocked == 0 else 192 * 5 * 5) + colour
 
 
