@@ -65,7 +65,11 @@ def _read_image(row: CatalogRow, max_bytes: int) -> bytes:
             raise SketchgenError(Status.TOO_LARGE, f"{row.image_ref}: file larger than {max_bytes} bytes")
         os.set_blocking(fd, True)
         with os.fdopen(fd, "rb", closefd=False) as fh:
-            data = fh.read(max_bytes + 1)
+            # Asking for the size fstat gave, not the cap: read(cap) allocates the whole cap (64 MiB)
+            # for every file. A file that grew since fstat is read on, still only up to the cap.
+            data = fh.read(info.st_size + 1)
+            if len(data) > info.st_size:
+                data += fh.read(max_bytes + 1 - len(data))
     except OSError as exc:
         raise SketchgenError(Status.READ_ERROR, f"{row.image_ref}: {exc.strerror or exc}") from None
     finally:

@@ -14,8 +14,9 @@ import pytest
 from fsbir.pipelines.build import BuildConfig, FolderLock, OutputFolderError, run_build
 from fsbir.pipelines.catalog import CatalogRow, CatalogSpec
 from fsbir.pipelines.demo_catalog import write_demo_catalog
-from fsbir.pipelines.worker import WorkerSettings, process_row
+from fsbir.pipelines.worker import WorkerSettings, process_row, read_and_hash
 from fsbir.shardformat import shard_files
+from fsbir.sketchgen import SketchgenError
 from fsbir.sketchgen.pair import PairSettings
 from tests.conftest import wait_until
 from tests.hostile import corpus
@@ -66,6 +67,21 @@ def test_file_swapped_for_a_link_after_the_check_is_not_read(tmp_path):
     record = race_row(tmp_path, root / "sub" / "y.jpg", root)
     assert record["status"] == "unsafe_path"
 
+
+
+def test_a_file_larger_than_its_stat_size_is_read_whole_up_to_the_cap(tmp_path):
+    """The read asks for the size fstat gave plus one byte, then reads on up to the cap: a file that
+    grew after fstat (here a /proc file, which stats as 0 bytes) is read whole, or refused."""
+    status = Path("/proc/self/status")
+    if not status.exists() or status.stat().st_size != 0:
+        pytest.skip("needs Linux /proc, whose files stat as 0 bytes")
+    row = CatalogRow(index=0, product_id="p", caption="c", image_path=str(status), image_root="/proc",
+                     image_ref="self/status")
+    data, _ = read_and_hash(row, 1 << 20)
+    assert data.startswith(b"Name:") and b"VmRSS" in data and len(data) > 200
+    with pytest.raises(SketchgenError) as err:
+        read_and_hash(row, 100)
+    assert err.value.reason == "too_large"
 
 # --- resume only what was made from the same rows ------------------------------------------------
 
