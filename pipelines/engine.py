@@ -46,12 +46,30 @@ def _exit_with_parent(parent_pid: int, interval: float = 0.5) -> None:
             os._exit(1)
 
 
-def _report(n: int) -> None:
-    _progress_queue.put(n)
+class _Progress:
+    """A worker's row count, sent to the build process at most every `interval` seconds: a queue
+    put per row (pickling, a pipe write, a wake-up of the build process) costs the cores the rows need."""
+
+    def __init__(self, interval: float = 0.25):
+        self.interval, self.rows, self.sent_at = interval, 0, time.monotonic()
+
+    def __call__(self, n: int) -> None:
+        self.rows += n
+        if time.monotonic() - self.sent_at >= self.interval:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.rows:
+            _progress_queue.put(self.rows)
+        self.rows, self.sent_at = 0, time.monotonic()
 
 
 def _call(fn: JobFn, job: Any, settings: Any) -> dict:
-    return fn(job, settings, _report)
+    progress = _Progress()
+    try:
+        return fn(job, settings, progress)
+    finally:
+        progress.flush()
 
 
 class LocalEngine:

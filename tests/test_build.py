@@ -111,8 +111,10 @@ def test_rerun_with_catalog_path_spelled_differently_resumes(built, demo_catalog
 
 def test_worker_pool_gives_same_rows(built, demo_catalog, tmp_path):
     out, _ = built
-    summary = build(demo_catalog, tmp_path, shard_size=10, image_size=96, workers=2)
-    assert summary.ok == 36
+    counted: list[int] = []  # progress arrives in batches of rows, and adds up to every row
+    summary = run_build(BuildConfig(catalog=CatalogSpec(str(demo_catalog)), out_dir=str(tmp_path), shard_size=10,
+                                    image_size=96, workers=2), on_rows=counted.append)
+    assert summary.ok == 36 and sum(counted) == 36
     cols = ["key", "product_id", "split", "sketch_method", "sha256"]
     a = pd.concat(pd.read_parquet(f, columns=cols) for f in shard_files(out)).reset_index(drop=True)
     b = pd.concat(pd.read_parquet(f, columns=cols) for f in shard_files(tmp_path)).reset_index(drop=True)
