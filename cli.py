@@ -179,6 +179,7 @@ def train(
     max_steps: Optional[int] = typer.Option(None, help="Stop after this many optimizer steps."),
     category_column: Optional[str] = typer.Option(None, help="Catalog column naming each row's category: category precision in validation, and --category-weight."),
     category_weight: float = typer.Option(default(TrainConfig, "category_weight"), help="Weight of a sketch→photo loss term whose positives are all photos of the sketch's category (needs --category-column)."),
+    caption_templates: Optional[list[str]] = typer.Option(None, "--caption-template", metavar="TEMPLATE", help="A short query filled from shard columns, e.g. 'a {baseColour} {articleType}' (repeatable): each training row's text is its caption or one of these, drawn per row."),
     val_queries: Optional[str] = typer.Option(None, help="Human drawings (queries CSV or Quick, Draw! .ndjson file/folder) searched against the val split each epoch; best.pt is chosen by their score."),
     val_category_map: Optional[Path] = typer.Option(None, help="JSON mapping a drawing's category to gallery categories (with --category-column)."),
     device: str = typer.Option(default(TrainConfig, "device"), help="auto | cpu | cuda | cuda:N."),
@@ -194,6 +195,7 @@ def train(
     typed = given(ctx, dict(model=model, pretrained=pretrained, fusion=fusion, sketch_tower=sketch_tower,
                             freeze=freeze, unlocked_groups=unlocked_groups, cache_views=cache_views, epochs=epochs, batch_size=batch_size, lr=lr, accum_steps=accum_steps, seed=seed,
                             workers=workers, max_steps=max_steps, category_column=category_column, category_weight=category_weight,
+                            caption_templates=tuple(caption_templates or ()),
                             val_queries=val_queries, val_category_map=str(val_category_map) if val_category_map else None,
                             device=device))
     overrides = {"shards": shards, "out": str(out), **typed}

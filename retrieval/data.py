@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+import string
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -11,6 +12,7 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from fsbir import FsbirError
 from fsbir.shardformat import STATUS_OK, shard_files
 from fsbir.sketchgen import decode_sketch
 from fsbir.sketchgen.augment import SketchAugment, augment_sketch
@@ -39,6 +41,40 @@ def iter_rows(shards: str | Path, split: str, columns: list[str], part: int = 0,
                 if i % parts == part:
                     yield row
                 i += 1
+
+
+def template_columns(templates: tuple[str, ...]) -> tuple[str, ...]:
+    """The shard columns that caption templates name, in order of first use."""
+    names = (field for t in templates for _, field, _, _ in string.Formatter().parse(t) if field)
+    return tuple(dict.fromkeys(names))
+
+
+def check_template_columns(shards: str | Path, templates: tuple[str, ...]) -> None:
+    """FsbirError unless every template parses and names only columns the shards have."""
+    if not templates:
+        return
+    try:
+        names = template_columns(templates)
+    except ValueError as exc:
+        raise FsbirError(f"a caption template does not parse ({exc}): {', '.join(map(repr, templates))}") from None
+    if any(not template_columns((t,)) for t in templates):
+        raise FsbirError("a caption template must name shard columns in braces, e.g. 'a {baseColour} {articleType}'")
+    have = pq.read_schema(shard_files(shards)[0]).names
+    missing = [n for n in names if n not in have]
+    if missing:
+        raise FsbirError(f"caption templates name {', '.join(missing)}, not shard columns; "
+                         f"the shards have {', '.join(have)}")
+
+
+def caption_choices(row: dict, templates: tuple[str, ...]) -> list[str]:
+    """The row's caption, then each template filled from the row's columns (the caption again
+    where a column it names is empty in this row): one text per template, whatever the row."""
+    caption = row["caption"] or ""
+    choices = [caption]
+    for t in templates:
+        values = {c: row.get(c) for c in template_columns((t,))}
+        choices.append(t.format_map(values) if all(v not in (None, "") for v in values.values()) else caption)
+    return choices
 
 
 def unique_batches(rows: Iterator[dict], batch_size: int, drop_last: bool) -> Iterator[list[dict]]:
@@ -83,6 +119,9 @@ class LoaderConfig:
     rank: int = 0  # distributed training: this process's share of the rows
     world: int = 1
     photos: bool = True  # False: batches without "images" (no photo decoding)
+    # Short queries filled from shard columns ("a {baseColour} {articleType}"); each row's tokens are
+    # its caption or one of these, drawn per row (see `caption_choices`). The columns must be loaded.
+    caption_templates: tuple[str, ...] = ()
 
 
 class ShardBatches(IterableDataset):
@@ -111,7 +150,8 @@ class ShardBatches(IterableDataset):
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
         part, parts = self.cfg.rank * workers + worker, self.cfg.world * workers
-        rows = iter_rows(self.shards, self.cfg.split, ROW_COLUMNS + list(self.cfg.extra_columns), part, parts)
+        columns = ROW_COLUMNS + list(self.cfg.extra_columns) + list(template_columns(self.cfg.caption_templates))
+        rows = iter_rows(self.shards, self.cfg.split, columns, part, parts)
         if self.shuffle:
             rows = self._shuffled(rows, random.Random(f"{self.cfg.seed}-{self.epoch}-{part}"))
         np_rng = np.random.default_rng([self.cfg.seed, self.epoch, part])
@@ -130,14 +170,18 @@ class ShardBatches(IterableDataset):
             if self.cfg.augment is not None and self.cfg.augment.enabled:
                 sk = augment_sketch(sk, rng, self.cfg.augment)
             sketches.append(sketch_tensor(sk, self.pp))
+        texts = [r["caption"] or "" for r in rows]
+        if self.cfg.caption_templates:
+            pick = rng.integers(1 + len(self.cfg.caption_templates), size=len(rows))
+            texts = [caption_choices(r, self.cfg.caption_templates)[i] for r, i in zip(rows, pick)]
         out = {
             **({"images": torch.stack(photos)} if photos else {}),
             "sketches": torch.stack(sketches),
-            "tokens": self.tokenizer([r["caption"] or "" for r in rows]),
+            "tokens": self.tokenizer(texts),
             "product_id": [r["product_id"] for r in rows],
             "caption": [r["caption"] or "" for r in rows],
         }
-        for c in self.cfg.extra_columns:
+        for c in self.cfg.extra_columns + template_columns(self.cfg.caption_templates):
             out[c] = [r.get(c) for r in rows]
         return out
 

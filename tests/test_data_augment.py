@@ -1,6 +1,6 @@
 import numpy as np
 
-from fsbir.retrieval.data import LoaderConfig, iter_rows, make_loader, unique_batches
+from fsbir.retrieval.data import LoaderConfig, caption_choices, iter_rows, make_loader, template_columns, unique_batches
 from fsbir.shardformat import count_ok_rows
 from fsbir.retrieval.transforms import sketch_tensor
 from fsbir.sketchgen.augment import SketchAugment, augment_sketch
@@ -70,3 +70,27 @@ def test_sketch_tensor_keeps_thin_lines_dark(tiny_model):
     x = sketch_tensor(sketch, pp)
     assert x.shape == (3, 96, 96)
     assert x[0].min() < sketch_tensor(np.full((256, 256), 255, np.uint8), pp)[0].min() - 1.0  # still a clearly dark line at 96 px
+
+
+def test_caption_templates_fill_from_columns_and_fall_back_to_the_caption():
+    templates = ("a {colour} {category}", "{category}")
+    assert template_columns(templates) == ("colour", "category")
+    row = {"caption": "Nike Men Blue Shoe", "colour": "Blue", "category": "Casual Shoes"}
+    assert caption_choices(row, templates) == ["Nike Men Blue Shoe", "a Blue Casual Shoes", "Casual Shoes"]
+    assert caption_choices({**row, "colour": None}, templates) == ["Nike Men Blue Shoe", "Nike Men Blue Shoe", "Casual Shoes"]
+    assert caption_choices({**row, "caption": None}, ()) == [""]
+
+
+def test_loader_draws_each_rows_text_from_its_caption_and_templates(demo_shards, tiny_model):
+    _, pp, tok = tiny_model
+    templates = ("a {colour} {category}",)
+    cfg = LoaderConfig(batch_size=8, split="all", seed=3, caption_templates=templates)
+    drawn = {"caption": 0, "template": 0}
+    for b in make_loader(demo_shards, cfg, pp, tok)[0]:
+        for i in range(len(b["product_id"])):
+            row = {"caption": b["caption"][i], "colour": b["colour"][i], "category": b["category"][i]}
+            caption, filled = caption_choices(row, templates)
+            kind = "caption" if b["tokens"][i].tolist() == tok([caption])[0].tolist() else "template"
+            assert kind == "caption" or b["tokens"][i].tolist() == tok([filled])[0].tolist()
+            drawn[kind] += 1
+    assert drawn["caption"] > 10 and drawn["template"] > 10  # 64 rows, each one of two texts

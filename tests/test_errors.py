@@ -81,6 +81,9 @@ def test_unreadable_sketch_file(demo_index, junk):
     (["--category-weight", "0.5"], "category-weight needs --category-column"),
     (["--cache-views", "-1"], "cache-views must be 0 or more"),
     (["--device", "cuda:7"], "not available"),
+    (["--caption-template", "a {colour} {nope}"], "caption templates name nope, not shard columns; the shards have"),
+    (["--caption-template", "a {colour dress"], "a caption template does not parse"),
+    (["--caption-template", "a dress"], "must name shard columns in braces"),
 ])
 def test_nonsense_training_options(args, words, demo_shards, tmp_path):
     assert words in one_line_error(["train", str(demo_shards), "--out", str(tmp_path / "r"), *args])

@@ -7,11 +7,11 @@ import torch
 from torch import nn
 
 from fsbir.retrieval.checkpoint import load_checkpoint
-from fsbir.retrieval.data import LoaderConfig, make_loader
+from fsbir.retrieval.data import LoaderConfig, caption_choices, iter_rows, make_loader
 from fsbir.retrieval.evaluate import EvalConfig, run_eval
 from fsbir.retrieval.factory import CONFIG_DIR, ModelSpec, create_model
 from fsbir.retrieval.training import TrainConfig, train
-from fsbir.retrieval.training.features import CachedTowers, cache_features, trunk_split
+from fsbir.retrieval.training.features import CachedTowers, cache_features, cached_batches, trunk_split
 
 EFFNET = "fsbir-effnet-lite0-minilm"
 
@@ -105,6 +105,32 @@ def test_views_are_clean_then_augmented_and_repeat_with_the_seed(demo_shards, lo
     assert not torch.allclose(a.sketch[0], a.sketch[1]) and not torch.allclose(a.sketch[1], a.sketch[2])
     clean = cache_features(CachedTowers(model), str(demo_shards), LoaderConfig(batch_size=5, split="train"), pp, tok, 3, "cpu")
     assert clean.sketch.shape[0] == 1 and torch.allclose(clean.sketch[0], a.sketch[0], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_caption_templates_are_cached_as_texts_beside_the_caption_and_drawn_per_row(demo_shards, locked_effnet):
+    model, pp, tok = locked_effnet
+    towers = CachedTowers(model)
+    templates = ("a {colour} {category}",)
+    plain = cache_features(towers, str(demo_shards), LoaderConfig(batch_size=8, split="train"), pp, tok, 1, "cpu")
+    table = cache_features(towers, str(demo_shards), LoaderConfig(batch_size=8, split="train", caption_templates=templates),
+                           pp, tok, 1, "cpu")
+    n = len(table.product_id)
+    assert plain.text.shape[:2] == (1, n) and table.text.shape[:2] == (2, n)
+    assert torch.allclose(table.text[0], plain.text[0], atol=1e-5)
+    rows = {r["product_id"]: r for r in iter_rows(demo_shards, "train", ["product_id", "caption", "colour", "category"])}
+    filled = [caption_choices(rows[p], templates)[1] for p in table.product_id]
+    model.eval()  # as cache_features runs the text body: no dropout
+    assert torch.allclose(table.text[1], towers.text_body(tok(filled)), atol=1e-5)
+    model.train()
+    # an epoch's batches take each row's text from one of the two, both kinds drawn
+    batches = list(cached_batches(table, 8, seed=0, epoch=0))
+    tokens = torch.cat([b["tokens"] for b in batches])
+    caption_like = [bool((torch.isclose(t, table.text[0], atol=1e-6).all(1)).any()) for t in tokens]
+    template_like = [bool((torch.isclose(t, table.text[1], atol=1e-6).all(1)).any()) for t in tokens]
+    assert all(c or t for c, t in zip(caption_like, template_like)) and any(caption_like) and any(template_like)
+    assert torch.equal(torch.cat([b["tokens"] for b in cached_batches(plain, 8, seed=0, epoch=0)]),
+                       plain.text[0][torch.randperm(n, generator=torch.Generator().manual_seed(0))[: len(tokens)]])
 
 
 @pytest.mark.slow

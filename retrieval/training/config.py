@@ -60,6 +60,10 @@ class TrainConfig:
     # Weight of a supervised-contrastive sketch→photo term whose positives are all photos of the
     # sketch's category (category_column); 0 = off.
     category_weight: float = 0.0
+    # Short queries as shoppers type them, filled from shard columns ("a {baseColour} {articleType}"):
+    # each training row's text is its catalog caption or one of these, drawn per row and epoch, so the
+    # text tower learns the few words people type, not only catalog names. Validation uses captions.
+    caption_templates: tuple[str, ...] = ()
     # Human drawings that choose best.pt (a queries CSV or Quick, Draw! ndjson, as for `fsbir eval`),
     # searched against the val split; a category map as for eval.
     val_queries: str | None = None
@@ -104,6 +108,8 @@ class TrainConfig:
         if unknown:
             raise FsbirError(f"unknown training settings: {', '.join(sorted(unknown))}; "
                              f"known: {', '.join(sorted(known))}")
+        if isinstance(values.get("caption_templates"), list):  # from JSON or TOML
+            values = {**values, "caption_templates": tuple(values["caption_templates"])}
         if isinstance(values.get("augment"), dict):
             values = {**values, "augment": SketchAugment(**values["augment"])}
         return cls(**values)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import LoaderConfig, make_loader
+from ..data import LoaderConfig, caption_choices, make_loader, template_columns
 
 
 def _frozen(module: nn.Module) -> bool:
@@ -112,10 +112,14 @@ class CachedTowers(nn.Module):
         if images is not None:
             out["images"] = self._body(self.model.clip.visual, images)
         if tokens is not None:
-            text = self.model.clip.text
-            mask = (tokens != text.config.pad_token_id).long()
-            out["tokens"] = text.pooler(text.transformer(input_ids=tokens, attention_mask=mask), mask).float()
+            out["tokens"] = self.text_body(tokens)
         return out
+
+    @torch.no_grad()
+    def text_body(self, tokens: torch.Tensor) -> torch.Tensor:
+        text = self.model.clip.text
+        mask = (tokens != text.config.pad_token_id).long()
+        return text.pooler(text.transformer(input_ids=tokens, attention_mask=mask), mask).float()
 
     def heads(self, photo_features, sketch_features, text_features) -> tuple:
         return (self._head(self.model.clip.visual, photo_features), self._head(self.sketch_tower, sketch_features),
@@ -129,14 +133,15 @@ class CachedTowers(nn.Module):
     @torch.no_grad()
     def embed(self, table: "FeatureTable") -> dict:
         """Embeddings of a cached split in `embed_split`'s form (clean sketches, view 0)."""
-        photo, sketch, text = self.heads(table.photo, table.sketch[0], table.text)
+        photo, sketch, text = self.heads(table.photo, table.sketch[0], table.text[0])
         return {"photo": photo.cpu(), "sketch": sketch.cpu(), "text": text.cpu(), "product_id": table.product_id,
                 "caption": table.caption, "category": table.category}
 
 
 @dataclass
 class FeatureTable:
-    """One split's body features, one row per product: photo (N, D), sketch (views, N, D), text."""
+    """One split's body features, one row per product: photo (N, D), sketch (views, N, D), text
+    (1 + caption templates, N, D): the caption, then each template's text."""
 
     photo: torch.Tensor
     sketch: torch.Tensor
@@ -155,8 +160,12 @@ def cache_features(towers: CachedTowers, shards: str, loader_cfg: LoaderConfig, 
                    device: str, on_rows: Callable[[int], None] | None = None) -> FeatureTable:
     """Run the locked bodies over a split once; sketches once per view (view v draws its
     augmentations as epoch v would, so they depend only on the seed). Without augmentation there
-    is one view. Every row is read, in shard order; a repeated product is kept once."""
+    is one view. The text of the caption and of each of `loader_cfg.caption_templates` is cached.
+    Every row is read, in shard order; a repeated product is kept once."""
     views = view_count(views, loader_cfg.augment)
+    templates = loader_cfg.caption_templates
+    loader_cfg = replace(loader_cfg, caption_templates=(),
+                         extra_columns=tuple(dict.fromkeys(loader_cfg.extra_columns + template_columns(templates))))
     model = towers.model
     was_training = model.training
     model.eval()
@@ -176,7 +185,11 @@ def cache_features(towers: CachedTowers, shards: str, loader_cfg: LoaderConfig, 
             seen.update(zip((batch["product_id"][i] for i in keep), feats["sketches"].cpu()))
             if first:
                 photos.append(feats["images"].cpu())
-                texts.append(feats["tokens"].cpu())
+                kept = [{c: batch[c][i] for c in ("caption",) + loader_cfg.extra_columns} for i in keep]
+                variants = [caption_choices(r, templates) for r in kept]
+                texts.append(torch.stack([feats["tokens"].cpu()] + [
+                    towers.text_body(tokenizer([v[t] for v in variants]).to(device)).cpu()
+                    for t in range(1, 1 + len(templates))]))
                 ids += [batch["product_id"][i] for i in keep]
                 captions += [batch["caption"][i] for i in keep]
                 categories += [batch[category_column][i] for i in keep] if category_column else [None] * len(keep)
@@ -184,22 +197,25 @@ def cache_features(towers: CachedTowers, shards: str, loader_cfg: LoaderConfig, 
                 on_rows(len(keep))
         sketches.append(torch.stack([seen[pid] for pid in ids]))
     model.train(was_training)
-    return FeatureTable(photo=torch.cat(photos), sketch=torch.stack(sketches), text=torch.cat(texts),
+    return FeatureTable(photo=torch.cat(photos), sketch=torch.stack(sketches), text=torch.cat(texts, dim=1),
                         product_id=ids, caption=captions, category=categories)
 
 
 def cached_batches(table: FeatureTable, batch_size: int, seed: int, epoch: int,
                    category_key: str | None = None) -> Iterator[dict]:
     """An epoch of full batches over a cached split: a shuffled order and, for each row, one of its
-    sketch views, both drawn from (seed, epoch) alone, so a resumed run replays them. With
+    sketch views and one of its texts, drawn from (seed, epoch) alone, so a resumed run replays them. With
     `category_key`, each batch carries the rows' categories under it, as a loader batch does."""
     generator = torch.Generator().manual_seed(seed * 1000 + epoch)
     n = len(table.product_id)
     order = torch.randperm(n, generator=generator)
     view = torch.randint(table.sketch.shape[0], (n,), generator=generator)
+    texts = table.text.shape[0]  # with no templates, no draw: the generator's sequence stays as it was
+    text = torch.randint(texts, (n,), generator=generator) if texts > 1 else torch.zeros(n, dtype=torch.long)
     for start in range(0, n - batch_size + 1, batch_size):
         rows = order[start:start + batch_size]
-        batch = {"images": table.photo[rows], "sketches": table.sketch[view[rows], rows], "tokens": table.text[rows]}
+        batch = {"images": table.photo[rows], "sketches": table.sketch[view[rows], rows],
+                 "tokens": table.text[text[rows], rows]}
         if category_key:
             batch[category_key] = [table.category[i] for i in rows.tolist()]
         yield batch

@@ -15,7 +15,7 @@ from fsbir import FsbirError
 from fsbir.shardformat import count_ok_rows
 
 from ..checkpoint import load_checkpoint, save_checkpoint
-from ..data import LoaderConfig, make_loader
+from ..data import LoaderConfig, check_template_columns, make_loader
 from ..evaluate import pick_device
 from ..factory import create_model
 from . import distributed
@@ -94,6 +94,7 @@ def _train(cfg: TrainConfig, resume: bool, world: World, device: str, on_step, o
     n_train = count_ok_rows(cfg.shards, "train")
     if n_train < 2:
         raise FsbirError(f"{cfg.shards} has {n_train} ok train rows; need at least 2")
+    check_template_columns(cfg.shards, cfg.caption_templates)
     schedule = Schedule.plan(cfg, n_train, world)
     if world.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -132,7 +133,8 @@ def _train(cfg: TrainConfig, resume: bool, world: World, device: str, on_step, o
     if towers is None:
         loader_cfg = LoaderConfig(batch_size=schedule.rank_batch, split="train", shuffle_buffer=cfg.shuffle_buffer,
                                   seed=cfg.seed, workers=cfg.workers, drop_last=True, augment=cfg.augment,
-                                  rank=world.rank, world=world.size, extra_columns=categories)
+                                  rank=world.rank, world=world.size, extra_columns=categories,
+                                  caption_templates=cfg.caption_templates)
         loader, dataset = make_loader(cfg.shards, loader_cfg, pp, tokenizer, shuffle=cfg.shuffle_buffer > 1)
 
         def epoch_batches(epoch: int):
@@ -144,7 +146,8 @@ def _train(cfg: TrainConfig, resume: bool, world: World, device: str, on_step, o
         total = views * -(-n_train // world.size) + n_val
         report = (lambda n: on_features(n, total)) if on_features else None
         feature_cfg = LoaderConfig(batch_size=64, split="train", seed=cfg.seed, workers=cfg.workers, drop_last=False,
-                                   augment=cfg.augment, rank=world.rank, world=world.size, extra_columns=categories)
+                                   augment=cfg.augment, rank=world.rank, world=world.size, extra_columns=categories,
+                                   caption_templates=cfg.caption_templates)
         train_table = cache_features(towers, cfg.shards, feature_cfg, pp, tokenizer, views, device, report)
         if n_val:
             val_cfg = LoaderConfig(batch_size=64, split="val", workers=cfg.workers, drop_last=False,
