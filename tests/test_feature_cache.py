@@ -134,6 +134,16 @@ def test_caption_templates_are_cached_as_texts_beside_the_caption_and_drawn_per_
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("cache_views", [2, 0])
+def test_training_with_caption_templates_runs_cached_and_uncached(demo_shards, tmp_path, cache_views):
+    record = train(effnet_cfg(demo_shards, tmp_path / "run", epochs=1, cache_views=cache_views,
+                              caption_templates=("a {colour} {category}",)))
+    assert record["step"] >= 2 and (tmp_path / "run" / "checkpoints" / "last.pt").exists()
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["caption_templates"] == ["a {colour} {category}"]
+
+
+@pytest.mark.slow
 def test_cached_training_moves_only_the_heads_and_validates_like_eval(demo_shards, tmp_path):
     record = train(effnet_cfg(demo_shards, tmp_path / "run", epochs=2))
     fresh, _, _ = create_model(ModelSpec(model=EFFNET))
