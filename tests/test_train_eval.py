@@ -60,6 +60,12 @@ def test_toml_config_with_overrides(tmp_path):
     assert cfg.batch_size == TrainConfig.__dataclass_fields__["batch_size"].default
     with pytest.raises(FsbirError, match="unknown training settings: bogus"):
         load_config(None, {"shards": "s", "out": "o", "bogus": 1})
+    (tmp_path / "c.toml").write_text('caption_templates = ["a {colour} {category}", "{category}"]\n')
+    cfg = load_config(str(tmp_path / "c.toml"), {"shards": "s", "out": "o"})
+    assert cfg.caption_templates == ("a {colour} {category}", "{category}")
+    # a resumed run given the same templates on the command line is not a change
+    assert load_config(None, {"shards": "s", "out": "o", "caption_templates": cfg.caption_templates},
+                       cfg.to_dict()).caption_templates == cfg.caption_templates
 
 
 def test_resume_keeps_the_checkpoint_settings(tmp_path):
