@@ -120,7 +120,7 @@ class LoaderConfig:
     world: int = 1
     photos: bool = True  # False: batches without "images" (no photo decoding)
     # Short queries filled from shard columns ("a {baseColour} {articleType}"); each row's tokens are
-    # its caption or one of these, drawn per row (see `caption_choices`). The columns must be loaded.
+    # its caption or one of these, drawn per row (see `caption_choices`); their columns are read too.
     caption_templates: tuple[str, ...] = ()
 
 
