@@ -35,6 +35,9 @@ class WorkerSettings:
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     max_file_bytes: int = 64 * 1024 * 1024
+    # Rows read and hashed ahead on a thread while the worker sketches; 0 reads each row in line.
+    # The thread pays only where a core is spare: with a worker per core it competes with sketching.
+    read_ahead: int = 8
 
 
 def _read_image(row: CatalogRow, max_bytes: int) -> bytes:
@@ -92,10 +95,15 @@ def read_and_hash(row: CatalogRow, max_bytes: int) -> tuple[bytes, str]:
     return data, hashlib.sha256(data).hexdigest()
 
 
-def prefetched(rows: list[CatalogRow], settings: WorkerSettings, ahead: int = 8) -> Iterator[tuple[CatalogRow, Future | None]]:
+def prefetched(rows: list[CatalogRow], settings: WorkerSettings) -> Iterator[tuple[CatalogRow, Future | None]]:
     """Each row with the future of its (bytes, sha256), read and hashed by one thread while this
-    one makes the previous rows' sketches (file reads and hashing release the GIL), at most `ahead`
-    rows in advance. A row that is not `ok` in the catalog is not read."""
+    one makes the previous rows' sketches (file reads and hashing release the GIL), at most
+    `settings.read_ahead` rows in advance; with 0, each row alone (read by `process_row`). A row
+    that is not `ok` in the catalog is not read."""
+    ahead = settings.read_ahead
+    if ahead <= 0:
+        yield from ((row, None) for row in rows)
+        return
     with ThreadPoolExecutor(1, thread_name_prefix="fsbir-read") as pool:
         pending: deque = deque()
         for row in rows:

@@ -12,9 +12,11 @@ import pytest
 from PIL import Image
 
 from fsbir.pipelines.build import BuildConfig, run_build
-from fsbir.pipelines.catalog import CatalogSpec
+from fsbir.pipelines.catalog import CatalogSpec, read_catalog
 from fsbir.pipelines.demo_catalog import write_demo_catalog
+from fsbir.pipelines.worker import ShardJob, WorkerSettings, run_shard_job
 from fsbir.shardformat import ShardWriter, blank_record, shard_files, shard_schema, split_for
+from fsbir.sketchgen.pair import PairSettings
 from tests.conftest import encode, photo, wait_until
 
 BASE_COLUMNS = ["key", "product_id", "caption", "split", "image", "sketch", "sketch_method", "sketch_params",
@@ -184,6 +186,22 @@ def test_bad_inputs_all_accounted_for(tmp_path):
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["inputs"] == len(cases)
     assert manifest["failed"]["decode_error"] == 3 and manifest["failed"]["empty_caption"] == 2
+
+
+def test_reading_ahead_on_a_thread_or_in_line_writes_the_same_shard(tmp_path):
+    """The worker reads ahead on a thread only where a core is spare; both ways give the same records."""
+    make_bad_catalog(tmp_path / "cat")
+    rows = list(read_catalog(CatalogSpec(str(tmp_path / "cat" / "catalog.jsonl"))))
+    tables = []
+    for ahead in (0, 3):
+        (tmp_path / f"o{ahead}").mkdir()
+        settings = WorkerSettings(pair=PairSettings(image_size=64, max_pixels=4_000_000), out_dir=str(tmp_path / f"o{ahead}"),
+                                  extra_columns=(), read_ahead=ahead)
+        stats = run_shard_job(ShardJob(0, rows), settings)
+        assert stats["rows"] == len(rows)
+        tables.append(pd.read_parquet(shard_files(tmp_path / f"o{ahead}")[0]))
+    pd.testing.assert_frame_equal(*tables)
+    assert set(tables[0]["status"]) >= {"ok", "decode_error", "missing_file", "unsafe_path", "too_large"}
 
 
 def test_failure_ratio_decides_pass(tmp_path):
