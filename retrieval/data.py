@@ -4,6 +4,7 @@ from __future__ import annotations
 import random
 import string
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -43,8 +44,10 @@ def iter_rows(shards: str | Path, split: str, columns: list[str], part: int = 0,
                 i += 1
 
 
+@lru_cache(maxsize=64)
 def template_columns(templates: tuple[str, ...]) -> tuple[str, ...]:
-    """The shard columns that caption templates name, in order of first use."""
+    """The shard columns that caption templates name, in order of first use (parsed once per
+    template, not once per row)."""
     names = (field for t in templates for _, field, _, _ in string.Formatter().parse(t) if field)
     return tuple(dict.fromkeys(names))
 

@@ -185,8 +185,8 @@ def cache_features(towers: CachedTowers, shards: str, loader_cfg: LoaderConfig, 
             seen.update(zip((batch["product_id"][i] for i in keep), feats["sketches"].cpu()))
             if first:
                 photos.append(feats["images"].cpu())
-                kept = [{c: batch[c][i] for c in ("caption",) + loader_cfg.extra_columns} for i in keep]
-                variants = [caption_choices(r, templates) for r in kept]
+                variants = [caption_choices({c: batch[c][i] for c in ("caption",) + loader_cfg.extra_columns}, templates)
+                            for i in keep] if templates else []
                 texts.append(torch.stack([feats["tokens"].cpu()] + [
                     towers.text_body(tokenizer([v[t] for v in variants]).to(device)).cpu()
                     for t in range(1, 1 + len(templates))]))
