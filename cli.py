@@ -352,7 +352,22 @@ def quickstart(
 
 
 def main() -> None:
+    _start_children_as_module()
     app()
+
+
+def _start_children_as_module() -> None:
+    """Started as the `fsbir` console script, this process's `__main__` is that script, and
+    multiprocessing would run it again in every child it starts by forkserver or spawn (the build's
+    workers): each child would import this CLI, torch with it (about 2 s and a few hundred MiB a
+    worker). Naming `fsbir.__main__` as the main module, as `python -m fsbir` does, lets children
+    start from the job's own module."""
+    import importlib.util
+    import sys
+
+    main_module = sys.modules.get("__main__")
+    if main_module is not None and getattr(main_module, "__spec__", None) is None:
+        main_module.__spec__ = importlib.util.find_spec("fsbir.__main__")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import errno
 import itertools
 import json
 import math
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator
@@ -102,23 +103,54 @@ def _pick_column(columns: list[str], wanted: str | None, guesses: tuple[str, ...
     return None
 
 
-def confine(root: Path, ref: str) -> Path:
-    """Resolve `ref` against `root` (symlinks included); CatalogRefError if it cannot be resolved
-    or the result leaves the root."""
-    if "\x00" in ref:
-        raise CatalogRefError(Status.BAD_IMAGE_REF, "the image path contains a NUL byte")
-    try:
-        candidate = (root / ref).resolve()
-    except RuntimeError as exc:  # Python 3.11's word for a symlink loop
-        raise CatalogRefError(Status.UNSAFE_PATH, f"{ref!r} cannot be resolved: {exc}") from None
-    except OSError as exc:
-        status = Status.UNSAFE_PATH if exc.errno == errno.ELOOP else Status.BAD_IMAGE_REF
-        raise CatalogRefError(status, f"{ref!r} cannot be resolved: {exc.strerror or exc}") from None
-    except ValueError as exc:
-        raise CatalogRefError(Status.BAD_IMAGE_REF, f"{ref!r} cannot be resolved: {exc}") from None
-    if not candidate.is_relative_to(root):
-        raise CatalogRefError(Status.UNSAFE_PATH, f"{ref!r} resolves outside the catalog root {root}")
-    return candidate
+class Confiner:
+    """Resolves image references against the catalog root (symlinks included) and refuses those
+    that leave it. A catalog's rows share a few folders: each folder is resolved once, and a row
+    costs one lstat of its own name (a name that is a link is resolved in full). The worker checks
+    the file it opens again, so a path swapped after this check is still refused."""
+
+    def __init__(self, root: Path, max_folders: int = 4096):
+        self.root = os.path.realpath(root)
+        self._inside = self.root.rstrip(os.sep) + os.sep
+        self._folders: dict[str, str] = {}
+        self.max_folders = max_folders
+
+    def __call__(self, ref: str) -> str:
+        if "\x00" in ref:
+            raise CatalogRefError(Status.BAD_IMAGE_REF, "the image path contains a NUL byte")
+        folder, name = os.path.split(os.path.join(self.root, ref))
+        try:
+            if name in ("", ".", ".."):
+                candidate = self._resolve(os.path.join(folder, name))
+            else:
+                real = self._folders.get(folder)
+                if real is None:
+                    real = self._resolve(folder)
+                    if len(self._folders) < self.max_folders:
+                        self._folders[folder] = real
+                candidate = os.path.join(real, name)
+                if os.path.islink(candidate):
+                    candidate = self._resolve(candidate)
+        except CatalogRefError as exc:
+            raise CatalogRefError(exc.status, f"{ref!r} {exc}") from None
+        if candidate != self.root and not candidate.startswith(self._inside):
+            raise CatalogRefError(Status.UNSAFE_PATH, f"{ref!r} resolves outside the catalog root {self.root}")
+        return candidate
+
+    @staticmethod
+    def _resolve(path: str) -> str:
+        """os.path.realpath, with a symlink loop an error (as Path.resolve makes it)."""
+        try:
+            real = os.path.realpath(path)
+        except (OSError, ValueError) as exc:
+            raise CatalogRefError(Status.BAD_IMAGE_REF, f"cannot be resolved: {exc}") from None
+        try:
+            os.stat(real)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise CatalogRefError(Status.UNSAFE_PATH, f"cannot be resolved: {exc.strerror or exc}") from None
+            # missing, or not a folder: the worker reports it with its own status
+        return real
 
 
 class CatalogRefError(Exception):
@@ -134,6 +166,7 @@ class _RowBuilder:
 
     def __init__(self, spec: CatalogSpec, columns: list[str], root: Path, where: str):
         self.root = root.resolve()
+        self.confine = Confiner(self.root)
         self.pattern = spec.image_pattern
         self.id_col = _pick_column(columns, spec.id_column, ID_COLUMN_GUESSES, "id", where, required=False)
         self.caption_col = _pick_column(columns, spec.caption_column, CAPTION_COLUMN_GUESSES, "caption", where, True)
@@ -177,7 +210,7 @@ class _RowBuilder:
                 row.status, row.error_message = Status.MISSING_IMAGE_REF, "no image bytes or path in this row"
             else:
                 try:
-                    row.image_path = str(confine(self.root, ref))
+                    row.image_path = self.confine(ref)
                     row.image_root = str(self.root)
                 except CatalogRefError as exc:
                     row.status, row.error_message = exc.status, str(exc)

@@ -1,4 +1,6 @@
 import json
+import os
+import re
 import signal
 import subprocess
 import sys
@@ -121,6 +123,20 @@ def test_worker_pool_gives_same_rows(built, demo_catalog, tmp_path):
     a = pd.concat(pd.read_parquet(f, columns=cols) for f in shard_files(out)).reset_index(drop=True)
     b = pd.concat(pd.read_parquet(f, columns=cols) for f in shard_files(tmp_path)).reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_console_script_workers_do_not_run_the_script_again(demo_catalog, tmp_path):
+    """Workers started by forkserver must not re-run the `fsbir` script: it imports the CLI and
+    torch with it, about 2 s and a few hundred MiB in every worker. `-X importtime` lines are
+    written by every process, so the CLI must show up once, in the command's own process."""
+    script = Path(sys.executable).with_name("fsbir")
+    out = tmp_path / "out"
+    result = subprocess.run([str(script), "build-dataset", str(demo_catalog), str(out), "--workers", "2",
+                             "--shard-size", "12", "--image-size", "64"],
+                            capture_output=True, text=True, env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len(list(out.glob("shard-*.stats.json"))) == 3
+    assert len(re.findall(r"\| fsbir\.cli$", result.stderr, re.M)) == 1
 
 
 def make_bad_catalog(root: Path) -> list[tuple[dict, str]]:

@@ -56,15 +56,27 @@ def test_paths_confined_to_root(tmp_path):
     root.mkdir()
     (tmp_path / "secret.jpg").write_bytes(encode(photo(), "JPEG"))
     (root / "link.jpg").symlink_to(tmp_path / "secret.jpg")
+    (root / "loop.jpg").symlink_to(root / "loop.jpg")
+    (root / "real").mkdir()
+    (root / "real" / "in.jpg").write_bytes(encode(photo(), "JPEG"))
+    (root / "alias").symlink_to(root / "real")  # a folder link that stays inside
+    (root / "out").symlink_to(tmp_path)  # one that leaves
     write_jsonl(root / "t.jsonl", [
         {"image": "../secret.jpg", "caption": "escape"},
         {"image": str(tmp_path / "secret.jpg"), "caption": "absolute"},
         {"image": "link.jpg", "caption": "symlink out"},
         {"image": "ok.jpg", "caption": "fine"},
         {"image": None, "caption": "no image"},
+        {"image": "loop.jpg", "caption": "symlink loop"},
+        {"image": "alias/in.jpg", "caption": "folder link inside"},
+        {"image": "out/secret.jpg", "caption": "folder link out"},
+        {"image": "real/../../secret.jpg", "caption": "up and out"},
+        {"image": "real/..", "caption": "a folder"},
     ])
     rows = list(read_catalog(CatalogSpec(str(root / "t.jsonl"))))
-    assert [r.status for r in rows] == ["unsafe_path", "unsafe_path", "unsafe_path", "ok", "missing_image_ref"]
+    assert [r.status for r in rows] == ["unsafe_path", "unsafe_path", "unsafe_path", "ok", "missing_image_ref",
+                                        "unsafe_path", "ok", "unsafe_path", "unsafe_path", "ok"]
+    assert rows[6].image_path == str((root / "real" / "in.jpg").resolve())
 
 
 def test_bad_jsonl_lines_and_duplicates_are_rows(tmp_path):
