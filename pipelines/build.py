@@ -265,11 +265,20 @@ def _check_settings(out: Path, fingerprint: dict) -> None:
         atomic_write_json(fp_path, fingerprint)
 
 
+def _ok_by_split(shard: Path) -> dict[str, int]:
+    import pyarrow.parquet as pq
+
+    counts: dict[str, int] = {}
+    col = pq.read_table(shard, columns=["split", "status"]).to_pydict()
+    for split, status in zip(col["split"], col["status"]):
+        if status == Status.OK:
+            counts[split] = counts.get(split, 0) + 1
+    return counts
+
+
 def summarize(out: Path, config: BuildConfig, written: int, skipped: int, seconds: float,
               renamed_columns: dict[str, str]) -> BuildSummary:
     """Sum every shard's stats (this run's and earlier runs') into manifest.json."""
-    import pyarrow.parquet as pq
-
     by_status: dict[str, int] = {}
     by_method: dict[str, int] = {}
     by_split: dict[str, int] = {}
@@ -277,15 +286,13 @@ def summarize(out: Path, config: BuildConfig, written: int, skipped: int, second
     for stats_path in sorted(out.glob("shard-*.stats.json")):
         stats = json.loads(stats_path.read_text())
         shards.append(stats_path.name.replace(".stats.json", ".parquet"))
-        for k, v in stats["by_status"].items():
-            by_status[k] = by_status.get(k, 0) + v
-        for k, v in stats.get("by_method", {}).items():
-            by_method[k] = by_method.get(k, 0) + v
-    for name in shards:
-        col = pq.read_table(out / name, columns=["split", "status"]).to_pydict()
-        for split, status in zip(col["split"], col["status"]):
-            if status == Status.OK:
-                by_split[split] = by_split.get(split, 0) + 1
+        split_counts = stats.get("ok_by_split")
+        if split_counts is None:  # written before the stats carried it: count from the shard
+            split_counts = _ok_by_split(out / shards[-1])
+        for counts, total in ((stats["by_status"], by_status), (stats.get("by_method", {}), by_method),
+                              (split_counts, by_split)):
+            for k, v in counts.items():
+                total[k] = total.get(k, 0) + v
     inputs = sum(by_status.values())
     ok = by_status.get(Status.OK, 0)
     failure_ratio = (inputs - ok) / inputs if inputs else 1.0

@@ -160,12 +160,15 @@ def run_shard_job(job: ShardJob, settings: WorkerSettings, on_row: Callable[[int
     start = time.perf_counter()
     by_status: dict[str, int] = {}
     by_method: dict[str, int] = {}
+    ok_by_split: dict[str, int] = {}
     writer = ShardWriter(settings.out_dir, shard_schema(settings.extra_columns))
     with writer.stream(job.shard_id) as sink:
         for i, (row, fetched) in enumerate(prefetched(job.rows, settings)):
             record = process_row(row, f"{job.shard_id:05d}{i:05d}", settings, fetched)
             sink.append(record)
             by_status[record["status"]] = by_status.get(record["status"], 0) + 1
+            if record["status"] == Status.OK:
+                ok_by_split[record["split"]] = ok_by_split.get(record["split"], 0) + 1
             if record.get("sketch_method"):
                 by_method[record["sketch_method"]] = by_method.get(record["sketch_method"], 0) + 1
             if on_row is not None:
@@ -177,6 +180,7 @@ def run_shard_job(job: ShardJob, settings: WorkerSettings, on_row: Callable[[int
             "last_index": job.rows[-1].index if job.rows else None,
             "by_status": by_status,
             "by_method": by_method,
+            "ok_by_split": ok_by_split,
             "input_fingerprint": job.input_fingerprint,
             "seconds": round(time.perf_counter() - start, 3),
         }

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from fsbir.pipelines.build import BuildConfig, run_build
+from fsbir.pipelines.build import BuildConfig, run_build, summarize
 from fsbir.pipelines.catalog import CatalogSpec, read_catalog
 from fsbir.pipelines.demo_catalog import write_demo_catalog
 from fsbir.pipelines.worker import ShardJob, WorkerSettings, run_shard_job
@@ -87,7 +87,23 @@ def test_stats_and_manifest(built):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["inputs"] == 36 and manifest["ok"] == 36 and manifest["failed"] == {}
     assert len(manifest["shards"]) == 4 and manifest["fsbir_version"]
-    assert sum(manifest["ok_by_split"].values()) == 36
+    df = pd.concat(pd.read_parquet(f, columns=["split", "status"]) for f in shard_files(out))
+    assert manifest["ok_by_split"] == df[df["status"] == "ok"]["split"].value_counts().to_dict()
+    assert stats["ok_by_split"] == pd.read_parquet(out / "shard-00000.parquet")["split"].value_counts().to_dict()
+
+
+def test_manifest_counts_splits_of_shards_from_before_the_stats_had_them(built, tmp_path):
+    import shutil
+
+    out = tmp_path / "old"
+    shutil.copytree(built[0], out)
+    for path in out.glob("shard-*.stats.json"):
+        stats = json.loads(path.read_text())
+        del stats["ok_by_split"]
+        path.write_text(json.dumps(stats))
+    (out / "manifest.json").unlink()
+    summary = summarize(out, BuildConfig(catalog=CatalogSpec(source="x"), out_dir=str(out)), 0, 4, 0.0, {})
+    assert summary.by_split == json.loads((built[0] / "manifest.json").read_text())["ok_by_split"]
 
 
 def test_rerun_skips_finished_shards(built, demo_catalog):
