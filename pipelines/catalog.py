@@ -103,6 +103,12 @@ def _pick_column(columns: list[str], wanted: str | None, guesses: tuple[str, ...
     return None
 
 
+def is_inside(path: str, root: str) -> bool:
+    """`path` is `root` or below it; both absolute and resolved (strings, not Paths: this runs for
+    every row)."""
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
 class Confiner:
     """Resolves image references against the catalog root (symlinks included) and refuses those
     that leave it. A catalog's rows share a few folders: each folder is resolved once, and a row
@@ -111,7 +117,6 @@ class Confiner:
 
     def __init__(self, root: Path, max_folders: int = 4096):
         self.root = os.path.realpath(root)
-        self._inside = self.root.rstrip(os.sep) + os.sep
         self._folders: dict[str, str] = {}
         self.max_folders = max_folders
 
@@ -133,7 +138,7 @@ class Confiner:
                     candidate = self._resolve(candidate)
         except CatalogRefError as exc:
             raise CatalogRefError(exc.status, f"{ref!r} {exc}") from None
-        if candidate != self.root and not candidate.startswith(self._inside):
+        if not is_inside(candidate, self.root):
             raise CatalogRefError(Status.UNSAFE_PATH, f"{ref!r} resolves outside the catalog root {self.root}")
         return candidate
 

@@ -10,14 +10,13 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Iterator
 
 from fsbir.shardformat import ShardWriter, Status, blank_record, shard_schema, split_for
 from fsbir.sketchgen import SketchgenError, make_pair
 from fsbir.sketchgen.pair import PairSettings
 
-from .catalog import CatalogRow
+from .catalog import CatalogRow, is_inside
 
 
 @dataclass
@@ -62,7 +61,7 @@ def _read_image(row: CatalogRow, max_bytes: int) -> bytes:
         if not stat.S_ISREG(info.st_mode):
             raise SketchgenError(Status.READ_ERROR, f"{row.image_ref}: not a regular file (a pipe, socket or device)")
         opened = _opened_path(fd)
-        if opened is not None and row.image_root and not opened.is_relative_to(row.image_root):
+        if opened is not None and row.image_root and not is_inside(opened, row.image_root):
             raise SketchgenError(Status.UNSAFE_PATH, f"{row.image_ref}: the opened file {opened} is outside the root")
         if info.st_size > max_bytes:
             raise SketchgenError(Status.TOO_LARGE, f"{row.image_ref}: file larger than {max_bytes} bytes")
@@ -82,10 +81,10 @@ def _read_image(row: CatalogRow, max_bytes: int) -> bytes:
     return data
 
 
-def _opened_path(fd: int) -> Path | None:
+def _opened_path(fd: int) -> str | None:
     """Where an open descriptor really points (Linux /proc); None where the system cannot say."""
     try:
-        return Path(os.readlink(f"/proc/self/fd/{fd}"))
+        return os.readlink(f"/proc/self/fd/{fd}")
     except OSError:
         return None
 
