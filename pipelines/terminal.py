@@ -201,14 +201,15 @@ def probe_with_table(cfg) -> dict:
 
     result = run_probe(cfg)
     table = Table(title=f"probes on the {result['split']} split — gallery {result['gallery_size']}, k={result['k']}")
-    for col in ("probe", "measure", "value", "base rate"):
+    for col in ("probe", "measure", "value", "base rate", "ceiling"):
         table.add_column(col, justify="left" if col in ("probe", "measure") else "right")
     for probe in ("colour_swap", "caption_ablation", "brand_words"):
         values = result[probe]
-        bases = {k.split("_base_rate")[0]: v for k, v in values.items() if k.endswith("_base_rate")}
         for name, value in values.items():
-            if isinstance(value, float) and not name.endswith("_base_rate"):
-                base = bases.get(name.split("_P@")[0])
-                table.add_row(probe, name, f"{value:.3f}", f"{base:.3f}" if base is not None else "")
+            if "_P@" in name:
+                measure = name.split("_P@")[0]
+                base, ceiling = values.get(f"{measure}_base_rate"), values.get(f"{measure}_ceiling")
+                table.add_row(probe, name, f"{value:.3f}", "" if base is None else f"{base:.3f}",
+                              "" if ceiling is None else f"{ceiling:.3f}")
     console.print(table)
     return result

@@ -1,8 +1,9 @@
 """`fsbir probe`: does the text steer what the sketch finds?
 
 - colour swap: each item's own sketch with "a {colour} {category}" for the gallery's most common
-  colours; the share of the top-k in the asked colour (against the share of the gallery in it) and
-  of the sketched item's type;
+  colours; the share of the top-k in the asked colour (against the share of the gallery in it), of
+  the sketched item's type, and of both at once, with the ceiling of that last share: a gallery
+  holds only so many items of one type in one colour, and no ranking can show more;
 - caption ablation: the sketch alone against the sketch + "a {category}", by type precision;
 - brand words: the sketch + the caption's first word (the brand, in Myntra captions) against the
   sketch alone, by the share of the top-k from that brand.
@@ -74,13 +75,18 @@ def run_probe(cfg: ProbeConfig) -> dict:
 
     sketches = emb["sketch"]
     asked = [c for c, _ in Counter(colours).most_common(cfg.colours)]
-    colour_hits, type_hits, base = [], [], []
+    colour_hits, type_hits, both_hits, base, both_base, both_ceiling = [], [], [], [], [], []
     for colour in asked:
         texts = [cfg.template.format(colour=colour.lower(), category=t.lower()) for t in types]
         best = top(sketches, encode(texts))
-        colour_hits.append(_share(best, colours, np.array([colour] * len(types), dtype=object)))
+        in_colour = colours[best] == colour
+        colour_hits.append(float(in_colour.mean()))
         type_hits.append(_share(best, types, types))
+        both_hits.append(float((in_colour & (types[best] == types[:, None])).mean()))
         base.append(float((colours == colour).mean()))
+        both_count = np.array([((types == t) & (colours == colour)).sum() for t in types])
+        both_base.append(float(both_count.mean() / len(types)))
+        both_ceiling.append(float(np.minimum(both_count, cfg.k).mean() / cfg.k))
     type_base = float(np.mean([(types == t).mean() for t in types]))
     sketch_only = top(sketches, None)
     with_category = top(sketches, encode([f"a {t.lower()}" for t in types]))
@@ -90,7 +96,10 @@ def run_probe(cfg: ProbeConfig) -> dict:
         "gallery_size": len(gallery), "queries": len(types), "k": cfg.k, "split": cfg.split,
         "colour_swap": {"colours": asked, "template": cfg.template,
                         f"colour_P@{cfg.k}": float(np.mean(colour_hits)), "colour_base_rate": float(np.mean(base)),
-                        f"type_P@{cfg.k}": float(np.mean(type_hits)), "type_base_rate": type_base},
+                        f"type_P@{cfg.k}": float(np.mean(type_hits)), "type_base_rate": type_base,
+                        f"type+colour_P@{cfg.k}": float(np.mean(both_hits)),
+                        "type+colour_base_rate": float(np.mean(both_base)),
+                        "type+colour_ceiling": float(np.mean(both_ceiling))},
         "caption_ablation": {f"type_P@{cfg.k}_sketch": _share(sketch_only, types, types),
                              f"type_P@{cfg.k}_sketch+category": _share(with_category, types, types),
                              "type_base_rate": type_base},

@@ -97,6 +97,10 @@ def test_probe_reports_colour_swap_caption_ablation_and_brand_words(demo_shards,
     assert swap["colour_base_rate"] == pytest.approx(sum(colours.count(c) for c in swap["colours"]) / 3 / len(rows))
     types = [r["category"] for r in rows]
     assert swap["type_base_rate"] == pytest.approx(sum(types.count(t) for t in types) / len(rows) ** 2)
+    both = [sum(t == u and c == colour for u, c in zip(types, colours)) for colour in swap["colours"] for t in types]
+    assert swap["type+colour_ceiling"] == pytest.approx(sum(min(n, 10) for n in both) / 10 / len(both))
+    assert swap["type+colour_base_rate"] == pytest.approx(sum(both) / len(both) / len(rows))
+    assert swap["type+colour_P@10"] <= min(swap["type+colour_ceiling"], swap["colour_P@10"], swap["type_P@10"])
     for probe in ("colour_swap", "caption_ablation", "brand_words"):
         assert all(0 <= v <= 1 for v in data[probe].values() if isinstance(v, float))
     assert "colour_swap" in result.output
