@@ -75,6 +75,7 @@ def run_probe(cfg: ProbeConfig) -> dict:
 
     sketches = emb["sketch"]
     asked = [c for c, _ in Counter(colours).most_common(cfg.colours)]
+    pairs = Counter(zip(types, colours))
     colour_hits, type_hits, both_hits, base, both_base, both_ceiling = [], [], [], [], [], []
     for colour in asked:
         texts = [cfg.template.format(colour=colour.lower(), category=t.lower()) for t in types]
@@ -84,7 +85,7 @@ def run_probe(cfg: ProbeConfig) -> dict:
         type_hits.append(_share(best, types, types))
         both_hits.append(float((in_colour & (types[best] == types[:, None])).mean()))
         base.append(float((colours == colour).mean()))
-        both_count = np.array([((types == t) & (colours == colour)).sum() for t in types])
+        both_count = np.array([pairs[t, colour] for t in types])
         both_base.append(float(both_count.mean() / len(types)))
         both_ceiling.append(float(np.minimum(both_count, cfg.k).mean() / cfg.k))
     type_base = float(np.mean([(types == t).mean() for t in types]))
