@@ -19,6 +19,7 @@ from fsbir.pipelines.quickstart import QuickstartConfig
 from fsbir.pipelines.web import WebConfig
 from fsbir.retrieval.evaluate import EvalConfig
 from fsbir.retrieval.index import IndexConfig
+from fsbir.retrieval.probe import ProbeConfig
 from fsbir.retrieval.training import TrainConfig
 from fsbir.sketchgen import SketchSettings
 
@@ -302,20 +303,20 @@ def serve(
 def probe(
     shards: str = typer.Argument(..., help="Folder of shards from build-dataset (the gallery and the query items)."),
     checkpoint: str = typer.Option(..., help="Checkpoint file, or a run folder (uses checkpoints/best.pt)."),
-    split: str = typer.Option("test", help="train | val | test | all."),
-    colour_column: str = typer.Option("baseColour", help="Gallery column with each item's colour (the demo catalog's is 'colour')."),
-    category_column: str = typer.Option("articleType", help="Gallery column with each item's type (the demo catalog's is 'category')."),
-    template: str = typer.Option("a {colour} {category}", help="The text sent with each sketch in the colour swap."),
-    colours: int = typer.Option(6, help="How many of the gallery's most common colours to swap in."),
-    k: int = typer.Option(10, "--k", help="Top-k that is scored."),
+    split: str = typer.Option(default(ProbeConfig, "split"), help="train | val | test | all."),
+    colour_column: str = typer.Option(default(ProbeConfig, "colour_column"), help="Gallery column with each item's colour (the demo catalog's is 'colour')."),
+    category_column: str = typer.Option(default(ProbeConfig, "category_column"), help="Gallery column with each item's type (the demo catalog's is 'category')."),
+    template: str = typer.Option(default(ProbeConfig, "template"), help="The text sent with each sketch in the colour swap."),
+    colours: int = typer.Option(default(ProbeConfig, "colours"), help="How many of the gallery's most common colours to swap in."),
+    k: int = typer.Option(default(ProbeConfig, "k"), "--k", help="Top-k that is scored."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON here."),
-    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N."),
+    device: str = typer.Option(default(ProbeConfig, "device"), help="auto | cpu | cuda | cuda:N."),
 ) -> None:
-    """Does the text steer the sketch? Colour swap, caption ablation and brand words, against base rates."""
+    """Does the text steer the sketch? Colour swap (asked colour, sketched type, both at once with the
+    most any ranking could show), caption ablation and brand words, against base rates."""
     import json as json_module
 
     from fsbir.pipelines.terminal import probe_with_table
-    from fsbir.retrieval.probe import ProbeConfig
 
     result = probe_with_table(ProbeConfig(shards=shards, checkpoint=checkpoint, split=split, colour_column=colour_column,
                                           category_column=category_column, template=template, colours=colours, k=k,
