@@ -16,7 +16,8 @@ from fsbir.shardformat import ShardWriter, Status, blank_record, shard_schema, s
 from fsbir.sketchgen import SketchgenError, make_pair
 from fsbir.sketchgen.pair import PairSettings
 
-from .catalog import CatalogRow, is_inside
+from .catalog import CatalogRow
+from .paths import is_inside
 
 
 @dataclass
