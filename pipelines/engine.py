@@ -47,29 +47,48 @@ def _exit_with_parent(parent_pid: int, interval: float = 0.5) -> None:
 
 
 class _Progress:
-    """A worker's row count, sent to the build process at most every `interval` seconds: a queue
-    put per row (pickling, a pipe write, a wake-up of the build process) costs the cores the rows need."""
+    """A worker's row count for one shard, sent to the build process at most every `interval`
+    seconds: a queue put per row (pickling, a pipe write, a wake-up of the build process) costs the
+    cores the rows need. Counts carry the shard id, so the build process can settle each shard's
+    total from its stats when it finishes, whatever is still in the queue's pipe."""
 
-    def __init__(self, interval: float = 0.25):
-        self.interval, self.rows, self.sent_at = interval, 0, time.monotonic()
+    def __init__(self, shard: Any, interval: float = 0.25):
+        self.shard, self.interval, self.rows, self.sent_at = shard, interval, 0, time.monotonic()
 
     def __call__(self, n: int) -> None:
         self.rows += n
         if time.monotonic() - self.sent_at >= self.interval:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.rows:
-            _progress_queue.put(self.rows)
-        self.rows, self.sent_at = 0, time.monotonic()
+            _progress_queue.put((self.shard, self.rows))
+            self.rows, self.sent_at = 0, time.monotonic()
 
 
-def _call(fn: JobFn, job: Any, settings: Any) -> dict:
-    progress = _Progress()
-    try:
-        return fn(job, settings, progress)
-    finally:
-        progress.flush()
+def _call(fn: JobFn, job: Any, settings: Any, shard: Any) -> dict:
+    return fn(job, settings, _Progress(shard))
+
+
+class _RowTally:
+    """Rows reported per running shard. A shard's stats settle its total when it finishes (the
+    queue delivers late: its feeder thread may still hold a count after the result arrived), and
+    counts that arrive for a settled shard are dropped, so the totals add up to every row exactly once."""
+
+    def __init__(self, on_rows: Callable[[int], None]):
+        self.on_rows, self.reported, self.settled = on_rows, {}, set()
+
+    def drain(self, q: Any) -> None:
+        while True:
+            try:
+                shard, n = q.get_nowait()
+            except queue.Empty:
+                return
+            if shard not in self.settled:
+                self.reported[shard] = self.reported.get(shard, 0) + n
+                self.on_rows(n)
+
+    def settle(self, shard: Any, rows: int) -> None:
+        self.settled.add(shard)
+        rest = rows - self.reported.pop(shard, 0)
+        if rest:
+            self.on_rows(rest)
 
 
 class LocalEngine:
@@ -92,6 +111,7 @@ class LocalEngine:
         ctx.set_forkserver_preload([fn.__module__, "pandas"])
         progress = ctx.Queue()
         pending: set[Future] = set()
+        tally = _RowTally(on_rows)
         job_iter: Iterator[Any] = iter(jobs)
         exhausted = False
         running: dict[Future, Any] = {}
@@ -103,13 +123,14 @@ class LocalEngine:
                     if job is None:
                         exhausted = True
                     else:
-                        fut = pool.submit(_call, fn, job, settings)
-                        running[fut] = getattr(job, "shard_id", "?")
+                        shard = job.shard_id
+                        fut = pool.submit(_call, fn, job, settings, shard)
+                        running[fut] = shard
                         pending.add(fut)
                 if not pending:
                     break
                 done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-                _drain(progress, on_rows)
+                tally.drain(progress)
                 for fut in done:
                     shard = running.pop(fut)
                     try:
@@ -118,16 +139,8 @@ class LocalEngine:
                         raise WorkerDied(f"a worker process died while building shard {shard} (killed, or out of "
                                          "memory); finished shards are kept: run the same command again to "
                                          "resume") from None
+                    tally.settle(shard, stats["rows"])
                     on_done(stats)
-            _drain(progress, on_rows)
-
-
-def _drain(q: Any, on_rows: Callable[[int], None]) -> None:
-    while True:
-        try:
-            on_rows(q.get_nowait())
-        except queue.Empty:
-            return
 
 
 def build_shard(fn: JobFn, job: Any, settings: Any) -> dict:
@@ -187,7 +200,7 @@ class RayEngine:
                 if len(pending) >= limit:
                     done, _ = ray.wait(list(pending), num_returns=1)
                     collect(done)
-                pending[task.remote(fn, job, settings)] = getattr(job, "shard_id", "?")
+                pending[task.remote(fn, job, settings)] = job.shard_id
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
                 collect(done)
