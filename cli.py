@@ -17,9 +17,7 @@ from fsbir import FsbirError
 from fsbir.pipelines.build import BuildConfig
 from fsbir.pipelines.quickstart import QuickstartConfig
 from fsbir.pipelines.web import WebConfig
-from fsbir.retrieval.evaluate import EvalConfig
-from fsbir.retrieval.index import IndexConfig
-from fsbir.retrieval.probe import ProbeConfig
+from fsbir.retrieval.configs import EvalConfig, IndexConfig, ProbeConfig
 from fsbir.retrieval.training import TrainConfig
 from fsbir.sketchgen import SketchSettings
 
@@ -360,8 +358,7 @@ def main() -> None:
 def _start_children_as_module() -> None:
     """Started as the `fsbir` console script, this process's `__main__` is that script, and
     multiprocessing would run it again in every child it starts by forkserver or spawn (the build's
-    workers): each child would import this CLI, torch with it (about 2 s and a few hundred MiB a
-    worker). Naming `fsbir.__main__` as the main module, as `python -m fsbir` does, lets children
+    workers): each child would import this CLI again (about 0.6 s a worker to import it). Naming `fsbir.__main__` as the main module, as `python -m fsbir` does, lets children
     start from the job's own module."""
     import importlib.util
     import sys

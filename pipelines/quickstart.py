@@ -5,8 +5,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from fsbir.retrieval.evaluate import EvalConfig
-from fsbir.retrieval.index import IndexConfig
+from fsbir.retrieval.configs import EvalConfig, IndexConfig
 from fsbir.retrieval.training import TrainConfig
 from fsbir.shardformat import STATUS_OK, iter_shard_rows
 

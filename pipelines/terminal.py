@@ -1,5 +1,8 @@
 """The terminal front end: progress bars, result tables and one-line summaries around each
-command's library function. Only the CLI and the quickstart import it."""
+command's library function. Only the CLI and the quickstart import it.
+
+The retrieval functions (torch, the model library) are imported by the commands that run them, so
+`fsbir build-dataset` starts without loading torch."""
 from __future__ import annotations
 
 import json
@@ -14,10 +17,8 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgress
 from rich.table import Table
 
 from fsbir import FsbirError
-from fsbir.retrieval.evaluate import EvalConfig, by_category_table, results_table, run_eval
-from fsbir.retrieval.index import IndexConfig, SearchEngine, build_index, results_json
-from fsbir.retrieval.training import TrainConfig, train
-from fsbir.retrieval.training.distributed import launched_world
+from fsbir.retrieval.configs import EvalConfig, IndexConfig, ProbeConfig
+from fsbir.retrieval.training import TrainConfig
 from fsbir.shardformat import STATUS_OK, count_ok_rows
 from fsbir.sketchgen import SketchgenError, decode_sketch
 
@@ -87,6 +88,9 @@ def build_with_progress(config: BuildConfig) -> BuildSummary:
 
 def train_with_progress(cfg: TrainConfig, resume: bool = False) -> dict:
     """train() with a progress bar and a line per epoch; under torchrun, only rank 0 draws them."""
+    from fsbir.retrieval.training import train
+    from fsbir.retrieval.training.distributed import launched_world
+
     if not launched_world().is_main:
         return train(cfg, resume=resume)
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -130,6 +134,8 @@ def train_with_progress(cfg: TrainConfig, resume: bool = False) -> dict:
 
 
 def eval_with_progress(cfg: EvalConfig) -> dict:
+    from fsbir.retrieval.evaluate import by_category_table, results_table, run_eval
+
     with row_progress(f"embedding {cfg.split}", count_ok_rows(cfg.shards, cfg.split), unit="items") as advance:
         result = run_eval(cfg, on_batch=advance)
     console.print(results_table(result))
@@ -141,6 +147,8 @@ def eval_with_progress(cfg: EvalConfig) -> dict:
 
 
 def index_with_progress(cfg: IndexConfig) -> dict:
+    from fsbir.retrieval.index import build_index
+
     with row_progress("indexing photos", count_ok_rows(cfg.shards, cfg.split), unit="photos") as advance:
         meta = build_index(cfg, on_batch=advance)
     console.print(f"indexed {meta['count']} photos ({meta['index_type']}, dim {meta['dim']}) → {cfg.out}")
@@ -163,6 +171,7 @@ class SearchRequest:
 
 def run_search(req: SearchRequest) -> list:
     from fsbir.retrieval.figures import result_grid
+    from fsbir.retrieval.index import SearchEngine, results_json
 
     sketch = read_sketch_file(req.sketch) if req.sketch else None
     engine = SearchEngine(req.index_dir, req.checkpoint, req.device, req.nprobe, req.ef_search)
@@ -195,7 +204,7 @@ def read_sketch_file(path: str):
         raise FsbirError(f"sketch {path}: {exc.reason}: {exc}") from None
 
 
-def probe_with_table(cfg) -> dict:
+def probe_with_table(cfg: ProbeConfig) -> dict:
     """run_probe, printed as one table of probes beside their base rates."""
     from fsbir.retrieval.probe import run_probe
 

@@ -17,7 +17,6 @@ import numpy as np
 from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from fsbir.retrieval.index import SearchEngine, results_json
 from fsbir.sketchgen import SketchgenError, decode_sketch
 from fsbir.sketchgen.errors import TOO_LARGE
 
@@ -110,6 +109,8 @@ class BodyLimit:
 
 def create_app(cfg: WebConfig, engine=None):
     """The ASGI app: FastAPI routes inside the body-size guard."""
+    from fsbir.retrieval.index import SearchEngine, results_json  # torch: only when serving
+
     engine = engine or SearchEngine(cfg.index_dir, cfg.checkpoint)
     app = FastAPI(title="fsbir", docs_url=None, redoc_url=None)
     model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fsbir-model")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -17,34 +16,12 @@ from fsbir.sketchgen import SketchgenError, decode_sketch
 from fsbir.sketchgen.strokes import render_strokes
 
 from .data import LoaderConfig, make_loader
-from .factory import DEFAULT_MODEL, Preprocess
+from .configs import EvalConfig, ModelSpec
+from .factory import Preprocess
 from .metrics import category_chance, category_precision_at_k, ranks_of_targets, summarize_ranks
 from .transforms import sketch_tensor
 
 MODES = ("sketch", "text", "sketch+text")
-
-
-@dataclass(frozen=True, kw_only=True)
-class EvalConfig:
-    shards: str
-    checkpoint: str | None = None
-    model: str = DEFAULT_MODEL
-    pretrained: str = "none"
-    split: str = "test"
-    k: int = 10
-    batch_size: int = 128
-    category_column: str | None = None
-    queries: str | None = None
-    query_text: str | None = None
-    category_map: str | None = None
-    json_path: str | None = None
-    device: str = "auto"
-
-    def __post_init__(self) -> None:
-        if self.k < 1:
-            raise FsbirError(f"k must be at least 1, not {self.k}")
-        if self.split not in ("train", "val", "test", "all"):
-            raise FsbirError(f"split must be train, val, test or all, not {self.split!r}")
 
 
 def pick_device(device: str) -> str:
@@ -222,7 +199,7 @@ def human_query_metrics(model, emb: dict, queries: dict, tokenizer: Callable, k:
 
 def run_eval(cfg: EvalConfig, on_batch: Callable[[int], None] | None = None) -> dict:
     from .checkpoint import model_from_checkpoint
-    from .factory import ModelSpec, create_model
+    from .factory import create_model
 
     device = pick_device(cfg.device)
     if cfg.category_map and not cfg.category_column:

