@@ -38,6 +38,9 @@ class SketchSettings:
     )
     min_speck_size: int = 12
     stroke_width: int = 1
+    # Apparel is photographed worn, and a doodle of a T-shirt has no face, arms or legs in it: drop
+    # the edges on and around skin-coloured regions and draw the garment's seam with them instead.
+    drop_skin: bool = False
 
 
 def _preprocess(grey: np.ndarray, p: EdgeParams) -> np.ndarray:
@@ -53,12 +56,47 @@ def edge_map(rgb: np.ndarray, light_item: bool, settings: SketchSettings = Sketc
     p = settings.light if light_item else settings.plain
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     edges = cv2.Canny(_preprocess(grey, p), p.canny_low, p.canny_high) > 0
+    if settings.drop_skin:
+        edges = _without_skin(edges, rgb)
     if settings.min_speck_size > 1:
         edges = _remove_specks(edges, settings.min_speck_size)
     if settings.stroke_width > 1:
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (settings.stroke_width, settings.stroke_width))
         edges = cv2.dilate(edges.astype(np.uint8), kernel) > 0
     return edges
+
+
+# Skin in YCrCb (Chai and Ngan's box), over a wide range of skin tones; Y > 40 leaves out shadows.
+SKIN_CR, SKIN_CB, SKIN_MIN_Y = (135, 173), (77, 127), 40
+# Skin-coloured pixels beyond this share of the item are the item itself (tan leather, a beige
+# dress), not a person wearing it: such photos keep every edge.
+MAX_SKIN_SHARE = 0.5
+
+
+def skin_mask(rgb: np.ndarray) -> np.ndarray:
+    """uint8 (H, W) 0/1 map of skin-coloured regions, specks opened away and gaps closed."""
+    y, cr, cb = cv2.split(cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb))
+    mask = ((cr >= SKIN_CR[0]) & (cr <= SKIN_CR[1]) & (cb >= SKIN_CB[0]) & (cb <= SKIN_CB[1])
+            & (y > SKIN_MIN_Y)).astype(np.uint8)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    return cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((7, 7), np.uint8))
+
+
+def _without_skin(edges: np.ndarray, rgb: np.ndarray, bg_tolerance: int = 24) -> np.ndarray:
+    """Edges with the person taken out: none on or next to skin, plus the seam where the garment
+    meets the skin (a sleeve's hem, a neckline), which the removal would otherwise open. The
+    background is the colour of the image's border; the garment is what is neither."""
+    skin = skin_mask(rgb)
+    border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
+    background = np.abs(rgb.astype(np.int16) - np.median(border, axis=0)).max(axis=2) < bg_tolerance
+    foreground = np.count_nonzero(~background)
+    if not skin.any() or np.count_nonzero(skin.astype(bool) & ~background) > MAX_SKIN_SHARE * foreground:
+        return edges
+    near_skin = cv2.dilate(skin, np.ones((5, 5), np.uint8)) > 0
+    garment = (~near_skin & ~background).astype(np.uint8)
+    garment_rim = cv2.erode(garment, np.ones((3, 3), np.uint8)) == 0
+    seam = (cv2.dilate(skin, np.ones((7, 7), np.uint8)) > 0) & (garment > 0) & garment_rim
+    return (edges & ~near_skin) | seam
 
 
 def _remove_specks(edges: np.ndarray, min_size: int) -> np.ndarray:
@@ -78,7 +116,8 @@ def _remove_specks(edges: np.ndarray, min_size: int) -> np.ndarray:
 def _params_record(settings: SketchSettings, light_item: bool) -> dict:
     branch = settings.light if light_item else settings.plain
     return {"method": "light_item" if light_item else "canny", **asdict(branch),
-            "min_speck_size": settings.min_speck_size, "stroke_width": settings.stroke_width}
+            "min_speck_size": settings.min_speck_size, "stroke_width": settings.stroke_width,
+            "drop_skin": settings.drop_skin}
 
 
 def edge_sketch(

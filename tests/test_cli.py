@@ -34,6 +34,13 @@ def test_build_dataset_kaggle_layout(tmp_path):
     assert df.loc["101", "sketch_method"] == "light_item" and df.loc["102", "sketch_method"] == "canny"
     assert df.loc["103", "status"] == "missing_file" and df.loc["101", "articleType"] == "Tshirts"
     assert json.loads((out / "manifest.json").read_text())["failed"] == {"missing_file": 1}
+    assert not json.loads(df.loc["102", "sketch_params"])["drop_skin"]
+    again = tmp_path / "again"
+    result = runner.invoke(app, ["build-dataset", str(tmp_path / "styles.csv"), str(again), "--id-column", "id",
+                                 "--image-pattern", "images/{id}.jpg", "--workers", "1", "--image-size", "64", "--drop-skin"])
+    assert result.exit_code == 0, result.output
+    params = pd.concat(pd.read_parquet(f) for f in shard_files(again)).set_index("product_id").loc["102", "sketch_params"]
+    assert json.loads(params)["drop_skin"]
 
 
 def test_unknown_column_is_one_line_error(tmp_path):

@@ -119,3 +119,52 @@ def test_speck_removal_matches_scikit_image():
               else {"min_size": 12})
     expected = remove_small_objects(edges, connectivity=2, **kwargs)
     assert np.array_equal(_remove_specks(edges, 12), expected)
+
+
+def person_in_shirt(size=256, skin=(224, 172, 140), shirt=(40, 70, 160)):
+    """A person on a white background: a skin-coloured head and arms, a blue shirt with a stripe
+    across it, as real JPEG bytes. Returns the bytes and the head, arm and shirt masks."""
+    img = Image.new("RGB", (size, size), (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    s = size / 256
+    head, arm, body = (104, 20, 152, 76), (50, 86, 84, 200), (84, 80, 172, 230)
+    draw.ellipse([v * s for v in head], fill=skin)
+    draw.ellipse([v * s for v in (116, 40, 124, 48)], fill=(60, 40, 30))  # an eye: an edge inside the face
+    draw.rectangle([v * s for v in arm], fill=skin)
+    draw.rectangle([v * s for v in body], fill=shirt)
+    draw.rectangle([v * s for v in (84, 150, 172, 160)], fill=(230, 230, 60))  # the shirt's stripe
+    masks = {}
+    for name, box in (("head", head), ("arm", arm), ("shirt", body)):
+        m = Image.new("L", (size, size), 0)
+        (ImageDraw.Draw(m).ellipse if name == "head" else ImageDraw.Draw(m).rectangle)([v * s for v in box], fill=255)
+        masks[name] = np.asarray(m) > 0
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=92)
+    return buf.getvalue(), masks
+
+
+def test_drop_skin_takes_the_person_out_and_keeps_the_garment():
+    data, masks = person_in_shirt()
+    plain = make_pair(data, "a blue shirt", PairSettings(image_size=256))
+    dropped = make_pair(data, "a blue shirt", PairSettings(image_size=256, sketch=SketchSettings(drop_skin=True)))
+    before = np.asarray(decode_image(plain.sketch_png).convert("L")) < 128
+    after = np.asarray(decode_image(dropped.sketch_png).convert("L")) < 128
+    head_only = masks["head"] & ~masks["shirt"]
+    ring = cv2.dilate(head_only.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0  # the head and its outline
+    # The face and its outline are gone, but for a few pixels where JPEG blurs the neckline.
+    assert before[ring].sum() > 60 and after[ring & ~masks["shirt"]].sum() <= 0.05 * before[ring].sum()
+    arm_outer = cv2.dilate(masks["arm"].astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
+    arm_outer &= ~(cv2.dilate(masks["shirt"].astype(np.uint8), np.ones((9, 9), np.uint8)) > 0)
+    assert before[arm_outer].sum() > 60 and after[arm_outer].sum() <= 0.05 * before[arm_outer].sum()  # the arm's outline
+    # The shirt keeps its outline (its seam with the arm included) and the stripe inside it.
+    assert boundary_recall(after, masks["shirt"], tolerance=3) > 0.85
+    assert after[148:163, 100:156].any(axis=1).sum() >= 2  # the stripe's two edges
+    assert dropped.params["drop_skin"] is True and plain.params["drop_skin"] is False
+
+
+def test_drop_skin_leaves_an_item_that_is_skin_coloured_itself():
+    """Tan leather or a beige dress is the item, not a person: its edges all stay."""
+    data, _ = person_in_shirt(shirt=(224, 172, 140))  # head, arms and shirt all skin-coloured
+    plain = make_pair(data, "a tan jacket", PairSettings(image_size=256))
+    dropped = make_pair(data, "a tan jacket", PairSettings(image_size=256, sketch=SketchSettings(drop_skin=True)))
+    assert plain.sketch_png == dropped.sketch_png
