@@ -233,7 +233,7 @@ def prepare_build(config: BuildConfig) -> PreparedBuild:
     except OSError as exc:
         raise OutputFolderError(f"cannot write to the output folder {out}: {exc.strerror or exc}") from None
     try:
-        _check_settings(out, _fingerprint(config))
+        _check_settings(out, _fingerprint(config), _fingerprint(BuildConfig(catalog=config.catalog, out_dir=config.out_dir)))
         for stale in out.glob(".shard-*.tmp-*"):  # left by a killed run; never a finished shard
             stale.unlink()
     except OSError as exc:
@@ -251,18 +251,29 @@ def run_build(config: BuildConfig, on_rows: Callable[[int], None] = lambda n: No
     return prepare_build(config).run(on_rows, on_shard)
 
 
-def _check_settings(out: Path, fingerprint: dict) -> None:
-    """A re-run into the same folder must use the same settings; the first run records them."""
+def _check_settings(out: Path, fingerprint: dict, defaults: dict) -> None:
+    """A re-run into the same folder must use the same settings; the first run records them.
+    A setting added since the folder was built counts as built at its default (`defaults`)."""
     fp_path = out / "build_config.json"
     if fp_path.exists():
-        previous = json.loads(fp_path.read_text())
-        if previous != json.loads(json.dumps(fingerprint)):
-            changed = sorted(k for k in set(previous) | set(fingerprint)
-                             if previous.get(k) != json.loads(json.dumps(fingerprint)).get(k))
+        current = json.loads(json.dumps(fingerprint))
+        previous = _with_defaults(json.loads(fp_path.read_text()), json.loads(json.dumps(defaults)))
+        if previous != current:
+            changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
             raise OutputFolderError(f"{out} holds shards built with other settings ({', '.join(changed)} differ; "
                                     f"see {fp_path}); use a new output folder")
     else:
         atomic_write_json(fp_path, fingerprint)
+
+
+def _with_defaults(recorded: dict, defaults: dict) -> dict:
+    """`recorded` with the keys it lacks taken from `defaults`, at every level: a new setting's
+    default builds what the code built before the setting existed."""
+    filled = dict(defaults)
+    for key, value in recorded.items():
+        nested = isinstance(value, dict) and isinstance(defaults.get(key), dict)
+        filled[key] = _with_defaults(value, defaults[key]) if nested else value
+    return filled
 
 
 def _ok_by_split(shard: Path) -> dict[str, int]:

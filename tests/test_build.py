@@ -124,6 +124,23 @@ def test_rerun_with_other_settings_refused(built, demo_catalog):
         build(demo_catalog, out, shard_size=7, image_size=96)
 
 
+def test_folder_built_before_a_setting_existed_resumes_at_its_default(demo_catalog, tmp_path):
+    """A folder whose recorded settings lack one added since (here the sketch's `drop_skin`) was
+    built as that setting's default builds: the same command resumes it, another value is refused."""
+    from fsbir.pipelines.build import OutputFolderError
+    from fsbir.sketchgen import SketchSettings
+
+    out = tmp_path / "old"
+    build(demo_catalog, out, shard_size=10, image_size=64, limit=12)
+    recorded = json.loads((out / "build_config.json").read_text())
+    del recorded["sketch"]["drop_skin"]
+    (out / "build_config.json").write_text(json.dumps(recorded))
+    again = build(demo_catalog, out, shard_size=10, image_size=64, limit=12)
+    assert again.shards_written == 0 and again.shards_skipped == 2
+    with pytest.raises(OutputFolderError, match=r"other settings \(sketch differ"):
+        build(demo_catalog, out, shard_size=10, image_size=64, limit=12, sketch=SketchSettings(drop_skin=True))
+
+
 def test_rerun_with_catalog_path_spelled_differently_resumes(built, demo_catalog, monkeypatch):
     out, first = built
     monkeypatch.chdir(demo_catalog.parent)
