@@ -233,7 +233,8 @@ def prepare_build(config: BuildConfig) -> PreparedBuild:
     except OSError as exc:
         raise OutputFolderError(f"cannot write to the output folder {out}: {exc.strerror or exc}") from None
     try:
-        _check_settings(out, _fingerprint(config), _fingerprint(BuildConfig(catalog=config.catalog, out_dir=config.out_dir)))
+        defaults = BuildConfig(catalog=config.catalog, out_dir=config.out_dir)
+        _check_settings(out, _fingerprint(config), _fingerprint(defaults))
         for stale in out.glob(".shard-*.tmp-*"):  # left by a killed run; never a finished shard
             stale.unlink()
     except OSError as exc:

@@ -67,10 +67,10 @@ def run_probe(cfg: ProbeConfig) -> dict:
     for colour in asked:
         texts = [cfg.template.format(colour=colour.lower(), category=t.lower()) for t in types]
         best = top(sketches, encode(texts))
-        in_colour = colours[best] == colour
+        in_colour, of_type = colours[best] == colour, types[best] == types[:, None]
         colour_hits.append(float(in_colour.mean()))
-        type_hits.append(_share(best, types, types))
-        both_hits.append(float((in_colour & (types[best] == types[:, None])).mean()))
+        type_hits.append(float(of_type.mean()))
+        both_hits.append(float((in_colour & of_type).mean()))
         base.append(float((colours == colour).mean()))
         both_count = np.array([pairs[t, colour] for t in types])
         both_base.append(float(both_count.mean() / len(types)))
