@@ -7,7 +7,6 @@ import itertools
 import json
 import os
 import time
-from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -19,7 +18,6 @@ from fsbir.sketchgen.pair import PairSettings
 
 from .catalog import CatalogRow, CatalogSpec, open_catalog
 from .engine import LocalEngine, RayEngine
-from .threads import ahead
 from .worker import ShardJob, WorkerSettings, run_shard_job
 
 
@@ -202,9 +200,9 @@ class PreparedBuild:
             extra_columns=tuple(self.extra_columns.values()),
             val_fraction=config.val_fraction,
             test_fraction=config.test_fraction,
-            # A spare core on this machine for each worker's reading and writing threads (2 workers
-            # on 2 cores: 619 rows/s reading in line against 578 reading ahead); Ray gets none.
-            overlap=config.engine == "local" and config.workers < (os.cpu_count() or 1),
+            # A spare core on this machine for each worker's reading thread (2 workers on 2 cores:
+            # 619 rows/s reading in line against 578 reading ahead); a cluster's nodes have none.
+            read_ahead=8 if config.engine == "local" and config.workers < (os.cpu_count() or 1) else 0,
         )
         plan = ShardPlan(ShardWriter(out, shard_schema(settings.extra_columns)), config.shard_size)
         written: list[dict] = []
@@ -215,9 +213,7 @@ class PreparedBuild:
 
         start = time.perf_counter()
         try:
-            # The catalog is read and cut into jobs on a thread where the workers leave a core spare.
-            with closing(ahead(plan.jobs(rows), 1 if settings.overlap else 0, "fsbir-catalog")) as jobs:
-                make_engine(config).run(run_shard_job, jobs, settings, on_rows, done)
+            make_engine(config).run(run_shard_job, plan.jobs(rows), settings, on_rows, done)
             plan.remove_stale()
         finally:
             self.lock.release()

@@ -7,16 +7,17 @@ import json
 import os
 import stat
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from fsbir.shardformat import ShardWriter, Status, blank_record, shard_schema, split_for
 from fsbir.sketchgen import SketchgenError, make_pair
-from fsbir.sketchgen.pair import PairSettings, SketchPair
+from fsbir.sketchgen.pair import PairSettings
 
 from .catalog import CatalogRow
 from .paths import is_inside
-from .threads import Behind, ahead
 
 
 @dataclass
@@ -34,14 +35,9 @@ class WorkerSettings:
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     max_file_bytes: int = 64 * 1024 * 1024
-    # The worker's own steps on threads beside the sketching: files read and hashed ahead, records
-    # built and written behind. They pay only where a core is spare: with a worker per core they
-    # compete with sketching, and everything runs in line.
-    overlap: bool = True
-
-
-READ_AHEAD = 8  # rows read and hashed before the sketching needs them
-WRITE_BEHIND = 16  # sketched rows waiting for their records to be written
+    # Rows read and hashed ahead on a thread while the worker sketches; 0 reads each row in line.
+    # The thread pays only where a core is spare: with a worker per core it competes with sketching.
+    read_ahead: int = 8
 
 
 def _read_image(row: CatalogRow, max_bytes: int) -> bytes:
@@ -99,43 +95,28 @@ def read_and_hash(row: CatalogRow, max_bytes: int) -> tuple[bytes, str]:
     return data, hashlib.sha256(data).hexdigest()
 
 
-Read = tuple[bytes, str] | Exception | None
+def prefetched(rows: list[CatalogRow], settings: WorkerSettings) -> Iterator[tuple[CatalogRow, Future | None]]:
+    """Each row with the future of its (bytes, sha256), read and hashed by one thread while this
+    one makes the previous rows' sketches (file reads and hashing release the GIL), at most
+    `settings.read_ahead` rows in advance; with 0, each row alone (read by `process_row`). A row
+    that is not `ok` in the catalog is not read."""
+    ahead = settings.read_ahead
+    if ahead <= 0:
+        yield from ((row, None) for row in rows)
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="fsbir-read") as pool:
+        pending: deque = deque()
+        for row in rows:
+            pending.append((row, pool.submit(read_and_hash, row, settings.max_file_bytes) if row.status == Status.OK else None))
+            if len(pending) > ahead:
+                yield pending.popleft()
+        while pending:
+            yield pending.popleft()
 
 
-def read_row(row: CatalogRow, max_bytes: int) -> Read:
-    """The row's (bytes, sha256), or the error reading it (kept for its record, so that a read on
-    another thread fails one row, not the job); None for a row that is not `ok` in the catalog."""
-    if row.status != Status.OK:
-        return None
-    try:
-        return read_and_hash(row, max_bytes)
-    except Exception as exc:  # the row's failure, recorded by `record_for`
-        return exc
-
-
-@dataclass
-class Sketched:
-    """One row after reading and sketching: its image's hash and pair, or why it has none."""
-
-    row: CatalogRow
-    sha256: str | None = None
-    pair: SketchPair | None = None
-    failure: Exception | None = None
-
-
-def sketch_row(row: CatalogRow, read: Read, settings: WorkerSettings) -> Sketched:
-    if read is None or isinstance(read, Exception):
-        return Sketched(row, failure=read)
-    data, sha256 = read
-    try:
-        return Sketched(row, sha256, make_pair(data, row.caption, settings.pair))
-    except Exception as exc:  # never let one row kill a long job
-        return Sketched(row, sha256, failure=exc)
-
-
-def record_for(sketched: Sketched, key: str, settings: WorkerSettings) -> dict:
-    """The row's shard record: always one, a failure becoming a row with its status and message."""
-    row, pair = sketched.row, sketched.pair
+def process_row(row: CatalogRow, key: str, settings: WorkerSettings, fetched: Future | None = None) -> dict:
+    """Always returns a record: a failure becomes a row with its status and message. `fetched`:
+    the row's (bytes, sha256) when read ahead (see `prefetched`)."""
     record = blank_record(
         key=key,
         product_id=row.product_id,
@@ -143,15 +124,18 @@ def record_for(sketched: Sketched, key: str, settings: WorkerSettings) -> dict:
         split=split_for(row.product_id, settings.val_fraction, settings.test_fraction),
         status=row.status,
         error_message=row.error_message,
-        sha256=sketched.sha256,
     )
     record.update({c: row.extras.get(c) for c in settings.extra_columns})
-    if isinstance(sketched.failure, SketchgenError):
-        record["status"], record["error_message"] = sketched.failure.reason, str(sketched.failure)
-    elif sketched.failure is not None:
-        record["status"] = Status.PROCESSING_ERROR
-        record["error_message"] = f"{type(sketched.failure).__name__}: {sketched.failure}"
-    if pair is None:
+    if row.status != Status.OK:
+        return record
+    try:
+        data, record["sha256"] = fetched.result() if fetched is not None else read_and_hash(row, settings.max_file_bytes)
+        pair = make_pair(data, row.caption, settings.pair)
+    except SketchgenError as exc:
+        record["status"], record["error_message"] = exc.reason, str(exc)
+        return record
+    except Exception as exc:  # never let one row kill a long job
+        record["status"], record["error_message"] = Status.PROCESSING_ERROR, f"{type(exc).__name__}: {exc}"
         return record
     size = settings.pair.image_size
     record.update(
@@ -170,11 +154,6 @@ def record_for(sketched: Sketched, key: str, settings: WorkerSettings) -> dict:
     return record
 
 
-def process_row(row: CatalogRow, key: str, settings: WorkerSettings) -> dict:
-    """One catalog row → its shard record, every step in line."""
-    return record_for(sketch_row(row, read_row(row, settings.max_file_bytes), settings), key, settings)
-
-
 def run_shard_job(job: ShardJob, settings: WorkerSettings, on_row: Callable[[int], None] | None = None) -> dict:
     """Process and write one shard; returns its stats (also written beside the shard). Records are
     written a row group at a time, so memory holds one row group of images, not the shard."""
@@ -184,10 +163,8 @@ def run_shard_job(job: ShardJob, settings: WorkerSettings, on_row: Callable[[int
     ok_by_split: dict[str, int] = {}
     writer = ShardWriter(settings.out_dir, shard_schema(settings.extra_columns))
     with writer.stream(job.shard_id) as sink:
-
-        def write(item: tuple[int, Sketched]) -> None:
-            i, sketched = item
-            record = record_for(sketched, f"{job.shard_id:05d}{i:05d}", settings)
+        for i, (row, fetched) in enumerate(prefetched(job.rows, settings)):
+            record = process_row(row, f"{job.shard_id:05d}{i:05d}", settings, fetched)
             sink.append(record)
             by_status[record["status"]] = by_status.get(record["status"], 0) + 1
             if record["status"] == Status.OK:
@@ -196,12 +173,6 @@ def run_shard_job(job: ShardJob, settings: WorkerSettings, on_row: Callable[[int
                 by_method[record["sketch_method"]] = by_method.get(record["sketch_method"], 0) + 1
             if on_row is not None:
                 on_row(1)
-
-        reads = ahead(((row, read_row(row, settings.max_file_bytes)) for row in job.rows),
-                      READ_AHEAD if settings.overlap else 0, "fsbir-read")
-        with Behind(write, WRITE_BEHIND if settings.overlap else 0, "fsbir-write") as records:
-            for i, (row, read) in enumerate(reads):
-                records.put((i, sketch_row(row, read, settings)))
         stats = {
             "shard_id": job.shard_id,
             "rows": len(job.rows),
