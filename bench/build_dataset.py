@@ -143,21 +143,32 @@ def make_catalog(rows, folder: Path, n: int) -> tuple[Path, list[tuple[str, str]
     return folder / "catalog.jsonl", items
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def catalog_parser(description: str) -> argparse.ArgumentParser:
+    """The arguments every build bench takes: the catalog, how to read it, the image size."""
+    ap = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("catalog")
     ap.add_argument("--id-column")
     ap.add_argument("--caption-column")
     ap.add_argument("--image-pattern")
     ap.add_argument("--image-size", type=int, default=256)
+    return ap
+
+
+def usable_rows(args: argparse.Namespace) -> list:
+    """The catalog's rows that are ok and whose image file is there."""
+    spec = CatalogSpec(args.catalog, id_column=args.id_column, caption_column=args.caption_column,
+                       image_pattern=args.image_pattern)
+    return [r for r in read_catalog(spec) if r.status == "ok" and Path(r.image_path).exists()]
+
+
+def main() -> None:
+    ap = catalog_parser(__doc__)
     ap.add_argument("--shard-size", type=int, default=1000)
     ap.add_argument("--rows", type=int, default=24_000, help="rows of the timed runs")
     ap.add_argument("--repeats", type=int, default=3, help="interleaved repeats of every timed run (the machine's speed drifts)")
     ap.add_argument("--memory-rows", type=int, nargs="*", default=[], help="catalog sizes of the peak-RSS runs (2 workers)")
     args = ap.parse_args()
-    spec = CatalogSpec(args.catalog, id_column=args.id_column, caption_column=args.caption_column,
-                       image_pattern=args.image_pattern)
-    rows = [r for r in read_catalog(spec) if r.status == "ok" and Path(r.image_path).exists()]
+    rows = usable_rows(args)
     console = Console(width=150)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

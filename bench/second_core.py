@@ -9,7 +9,6 @@ ratios stay at 1.00; below that, the framework's own work cannot be hidden on an
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import random
 import statistics
@@ -21,8 +20,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from build_dataset import make_catalog, same_work_loop
-from fsbir.pipelines.catalog import CatalogSpec, read_catalog
+from build_dataset import catalog_parser, make_catalog, same_work_loop, usable_rows
 
 
 def _hash_per_row(stop: threading.Event, data: bytes, period: float) -> None:
@@ -45,18 +43,11 @@ def _hash_without_pause(stop: threading.Event, data: bytes) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("catalog")
-    ap.add_argument("--id-column")
-    ap.add_argument("--caption-column")
-    ap.add_argument("--image-pattern")
-    ap.add_argument("--image-size", type=int, default=256)
+    ap = catalog_parser(__doc__)
     ap.add_argument("--rows", type=int, default=500, help="rows of each timed loop")
     ap.add_argument("--rounds", type=int, default=16, help="rounds, each running every case once in a random order")
     args = ap.parse_args()
-    spec = CatalogSpec(args.catalog, id_column=args.id_column, caption_column=args.caption_column,
-                       image_pattern=args.image_pattern)
-    rows = [r for r in read_catalog(spec) if r.status == "ok" and Path(r.image_path).exists()]
+    rows = usable_rows(args)
     with tempfile.TemporaryDirectory() as tmp:
         _, items = make_catalog(rows, Path(tmp), args.rows)
         file_bytes = Path(items[0][0]).read_bytes()
