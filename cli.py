@@ -16,7 +16,7 @@ from typer.core import TyperGroup
 from fsbir import FsbirError
 from fsbir.pipelines.build import BuildConfig
 from fsbir.pipelines.quickstart import QuickstartConfig
-from fsbir.pipelines.web import WebConfig
+from fsbir.pipelines.web_config import WebConfig
 from fsbir.retrieval.configs import EvalConfig, IndexConfig, ProbeConfig
 from fsbir.retrieval.training import TrainConfig
 from fsbir.sketchgen import SketchSettings

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote
 
@@ -20,16 +19,10 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fsbir.sketchgen import SketchgenError, decode_sketch
 from fsbir.sketchgen.errors import TOO_LARGE
 
+from .web_config import WebConfig
+
 STATIC = Path(__file__).parent / "static"
 MAX_K = 100
-
-
-@dataclass(frozen=True, kw_only=True)
-class WebConfig:
-    index_dir: str
-    checkpoint: str | None = None
-    max_upload_bytes: int = 2_000_000
-    max_queue: int = 8  # searches waiting for the model; more get 503
 
 
 # Room for the multipart framing, the text field and k beside the sketch itself.
