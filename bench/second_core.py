@@ -1,8 +1,8 @@
 """What work on a second thread costs the sketching thread: the same-work loop of
 `bench/build_dataset.py` alone, and with a thread beside it that does, at the pace of the rows,
 what a 1-worker build does beside its sketching (GIL-free hashing of each row's file, a few tens
-of µs of Python for its record), or hashes without a pause. Where the cores are truly spare the
-ratios stay at 1.00; below that, the framework's own work cannot be hidden on another core.
+of µs of Python for its record), or hashes without a pause. Were the second core truly spare,
+every ratio would be 1.00; the further below, the less of a worker's own work another core can hide.
 
     python bench/second_core.py CATALOG [--id-column id --caption-column productDisplayName
         --image-pattern 'images/{id}.jpg'] [--rows 500] [--rounds 16]
