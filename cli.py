@@ -360,7 +360,7 @@ def main() -> None:
 def _start_children_as_module() -> None:
     """Started as the `fsbir` console script, this process's `__main__` is that script, and
     multiprocessing would run it again in every child it starts by forkserver or spawn (the build's
-    workers): each child would import this CLI again (about 0.6 s a worker). Naming
+    workers): each child would import this CLI again (about 0.4 s a worker). Naming
     `fsbir.__main__` as the main module, as `python -m fsbir` does, lets children start from the
     job's own module."""
     import importlib.util

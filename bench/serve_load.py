@@ -22,7 +22,7 @@ from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
-from fsbir.pipelines.web import WebConfig
+from fsbir.pipelines.web_config import WebConfig
 from fsbir.sketchgen.strokes import render_strokes
 
 
