@@ -283,7 +283,11 @@ def serve(
     port: int = typer.Option(8000),
     checkpoint: Optional[str] = typer.Option(None, help="Model to query with (default: the index's)."),
     max_upload_bytes: int = typer.Option(default(WebConfig, "max_upload_bytes"), help="Largest accepted sketch upload."),
-    max_queue: int = typer.Option(default(WebConfig, "max_queue"), help="Searches that may wait for the model; more get HTTP 503 at once."),
+    max_wait_ms: int = typer.Option(default(WebConfig, "max_wait_ms"),
+                                    help="Latency budget: a search is admitted while the estimated model work ahead of it "
+                                         "fits in this many ms; past it the server answers 503 with Retry-After."),
+    max_batch: int = typer.Option(default(WebConfig, "max_batch"),
+                                  help="Most concurrent searches the model runs as one batch."),
 ) -> None:
     """Serve the draw-and-search web page and its JSON API."""
     import uvicorn
@@ -291,7 +295,7 @@ def serve(
     from fsbir.pipelines.web import create_app
 
     app_ = create_app(WebConfig(index_dir=str(index_dir), checkpoint=checkpoint, max_upload_bytes=max_upload_bytes,
-                                max_queue=max_queue))
+                                max_wait_ms=max_wait_ms, max_batch=max_batch))
     warning = network_warning(host)
     if warning:
         typer.secho(warning, fg="yellow", err=True)

@@ -212,7 +212,7 @@ def probe_with_table(cfg: ProbeConfig) -> dict:
     table = Table(title=f"probes on the {result['split']} split — gallery {result['gallery_size']}, k={result['k']}")
     for col in ("probe", "measure", "value", "base rate", "ceiling"):
         table.add_column(col, justify="left" if col in ("probe", "measure") else "right")
-    for probe in ("colour_swap", "caption_ablation", "brand_words"):
+    for probe in ("colour_swap", "text_colour", "caption_ablation", "brand_words"):
         values = result[probe]
         for name, value in values.items():
             if "_P@" in name:

@@ -1,14 +1,15 @@
 """`fsbir serve`: the draw-and-search page and its JSON API (FastAPI).
 
-The model runs on one worker thread, off the event loop, so the page, images and /healthz keep
-answering while searches run; at most `max_queue` searches wait for it, and past that the server
-answers 503 at once instead of piling up. Request bodies are bounded before they are read.
+The model runs on one thread, off the event loop, so the page, images and /healthz keep answering
+while searches run. Concurrent searches are batched: when the model thread wakes it runs every search
+that waits as one forward pass (`batcher.py`). Searches wait only while the estimated work ahead of
+them fits the latency budget (`max_wait_ms`); past it the server answers 503 with Retry-After at once
+instead of piling up. Request bodies are bounded before they are read.
 """
 from __future__ import annotations
 
-import asyncio
 import json
-from concurrent.futures import ThreadPoolExecutor
+import time
 from pathlib import Path
 from urllib.parse import quote, unquote
 
@@ -19,6 +20,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fsbir.sketchgen import SketchgenError, decode_sketch
 from fsbir.sketchgen.errors import TOO_LARGE
 
+from .batcher import Busy, QueryBatcher
 from .web_config import WebConfig
 
 STATIC = Path(__file__).parent / "static"
@@ -106,8 +108,9 @@ def create_app(cfg: WebConfig, engine=None):
 
     engine = engine or SearchEngine(cfg.index_dir, cfg.checkpoint)
     app = FastAPI(title="fsbir", docs_url=None, redoc_url=None)
-    model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fsbir-model")
-    waiting = {"searches": 0}
+    batcher = QueryBatcher(lambda jobs: _search_batch(engine, jobs), max_wait_s=cfg.max_wait_ms / 1000,
+                           max_batch=cfg.max_batch, first_cost_s=_one_search_s(engine))
+    app.router.on_shutdown.append(batcher.close)
     page = (STATIC / "index.html").read_text(encoding="utf-8")
 
     @app.get("/", response_class=HTMLResponse)
@@ -130,14 +133,12 @@ def create_app(cfg: WebConfig, engine=None):
             data = await sketch.read(cfg.max_upload_bytes + 1)
             if len(data) > cfg.max_upload_bytes:
                 raise HTTPException(status_code=413, detail=f"sketch: upload larger than {cfg.max_upload_bytes} bytes")
-        if waiting["searches"] >= cfg.max_queue:
-            raise HTTPException(status_code=503, detail="busy: too many searches waiting; try again shortly",
-                                headers={"Retry-After": "1"})
-        waiting["searches"] += 1
         try:
-            results = await asyncio.get_running_loop().run_in_executor(model_thread, _search, engine, data, text, k)
-        finally:
-            waiting["searches"] -= 1
+            results = await batcher.submit((data, text, k))
+        except Busy as busy:
+            raise HTTPException(status_code=503, detail=f"busy: more searches are waiting than the server answers in "
+                                f"{cfg.max_wait_ms} ms; try again shortly",
+                                headers={"Retry-After": str(busy.retry_after_s)}) from None
         return JSONResponse(results_json(results, image_url))
 
     @app.get("/api/items/{encoded:path}/image")
@@ -156,9 +157,35 @@ def create_app(cfg: WebConfig, engine=None):
     return BodyLimit(app, cfg.max_upload_bytes + FORM_OVERHEAD_BYTES)
 
 
-def _search(engine, data: bytes, text: str | None, k: int):
-    """Decode and search on the model thread (decoding is CPU work too)."""
-    image = sketch_from_upload(data) if data else None
-    if image is None and not (text and text.strip()):
-        raise HTTPException(status_code=400, detail="draw something, type a few words, or both")
-    return engine.search(image, text, k)
+def _one_search_s(engine) -> float:
+    """Time one sketch+text search, the queue's first cost estimate; a first search warms the model
+    (its first pass pays one-off set-up costs, which would make the estimate refuse a crowd)."""
+    sketch = np.full((64, 64), 255, np.uint8)
+    sketch[32, 8:56] = 0
+    engine.search_many([(sketch, "warm-up")], 1)
+    start = time.perf_counter()
+    engine.search_many([(sketch, "warm-up")], 1)
+    return time.perf_counter() - start
+
+
+def _search_batch(engine, jobs: list[tuple[bytes, str | None, int]]) -> list:
+    """Decode each upload (on the model thread: decoding is CPU work too), then search every query
+    that decoded in one batch. A bad upload fails its own search only."""
+    outcomes: list = []
+    queries, asked = [], []
+    for i, (data, text, k) in enumerate(jobs):
+        try:
+            image = sketch_from_upload(data) if data else None
+            if image is None and not (text and text.strip()):
+                raise HTTPException(status_code=400, detail="draw something, type a few words, or both")
+        except HTTPException as exc:
+            outcomes.append(exc)
+            continue
+        outcomes.append(None)
+        queries.append((image, text))
+        asked.append(i)
+    if queries:
+        k_max = max(jobs[i][2] for i in asked)
+        for i, results in zip(asked, engine.search_many(queries, k_max)):
+            outcomes[i] = results[:jobs[i][2]]
+    return outcomes

@@ -10,4 +10,5 @@ class WebConfig:
     index_dir: str
     checkpoint: str | None = None
     max_upload_bytes: int = 2_000_000
-    max_queue: int = 8  # searches waiting for the model; more get 503
+    max_wait_ms: int = 2000  # admit a search while the estimated model work ahead of it fits; else 503
+    max_batch: int = 64  # searches the model runs in one forward pass

@@ -4,6 +4,9 @@
   colours; the share of the top-k in the asked colour (against the share of the gallery in it), of
   the sketched item's type, and of both at once, with the ceiling of that last share: a gallery
   holds only so many items of one type in one colour, and no ranking can show more;
+- text colour: the same "a {colour} {category}" texts alone, no sketch: the share of the top-k in the
+  asked colour and of the named type. It bounds the swap: what the words alone cannot find, the words
+  cannot steer the sketch to;
 - caption ablation: the sketch alone against the sketch + "a {category}", by type precision;
 - brand words: the sketch + the caption's first word (the brand, in Myntra captions) against the
   sketch alone, by the share of the top-k from that brand.
@@ -64,12 +67,15 @@ def run_probe(cfg: ProbeConfig) -> dict:
     asked = [c for c, _ in Counter(colours).most_common(cfg.colours)]
     pairs = Counter(zip(types, colours))
     colour_hits, type_hits, both_hits, base, both_base, both_ceiling = [], [], [], [], [], []
+    text_colour_hits, text_type_hits = [], []
     for colour in asked:
-        texts = [cfg.template.format(colour=colour.lower(), category=t.lower()) for t in types]
-        best = top(sketches, encode(texts))
+        texts = encode([cfg.template.format(colour=colour.lower(), category=t.lower()) for t in types])
+        best, best_text = top(sketches, texts), top(None, texts)
         in_colour, of_type = colours[best] == colour, types[best] == types[:, None]
         colour_hits.append(float(in_colour.mean()))
         type_hits.append(float(of_type.mean()))
+        text_colour_hits.append(float((colours[best_text] == colour).mean()))
+        text_type_hits.append(float((types[best_text] == types[:, None]).mean()))
         both_hits.append(float((in_colour & of_type).mean()))
         base.append(float((colours == colour).mean()))
         both_count = np.array([pairs[t, colour] for t in types])
@@ -88,6 +94,8 @@ def run_probe(cfg: ProbeConfig) -> dict:
                         f"type+colour_P@{cfg.k}": float(np.mean(both_hits)),
                         "type+colour_base_rate": float(np.mean(both_base)),
                         "type+colour_ceiling": float(np.mean(both_ceiling))},
+        "text_colour": {f"colour_P@{cfg.k}": float(np.mean(text_colour_hits)), "colour_base_rate": float(np.mean(base)),
+                        f"type_P@{cfg.k}": float(np.mean(text_type_hits)), "type_base_rate": type_base},
         "caption_ablation": {f"type_P@{cfg.k}_sketch": _share(sketch_only, types, types),
                              f"type_P@{cfg.k}_sketch+category": _share(with_category, types, types),
                              "type_base_rate": type_base},

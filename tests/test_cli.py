@@ -108,8 +108,10 @@ def test_probe_reports_colour_swap_caption_ablation_and_brand_words(demo_shards,
     assert swap["type+colour_ceiling"] == pytest.approx(sum(min(n, 10) for n in both) / 10 / len(both))
     assert swap["type+colour_base_rate"] == pytest.approx(sum(both) / len(both) / len(rows))
     assert swap["type+colour_P@10"] <= min(swap["type+colour_ceiling"], swap["colour_P@10"], swap["type_P@10"])
-    for probe in ("colour_swap", "caption_ablation", "brand_words"):
+    text = data["text_colour"]  # the words alone, against the same base rates
+    assert text["colour_base_rate"] == swap["colour_base_rate"] and text["type_base_rate"] == swap["type_base_rate"]
+    for probe in ("colour_swap", "text_colour", "caption_ablation", "brand_words"):
         assert all(0 <= v <= 1 for v in data[probe].values() if isinstance(v, float))
-    assert "colour_swap" in result.output
+    assert "colour_swap" in result.output and "text_colour" in result.output
     wrong = runner.invoke(app, ["probe", str(demo_shards), "--checkpoint", str(demo_run)])
     assert wrong.exit_code == 2 and "'baseColour' is not a shard column" in wrong.stderr

@@ -4,14 +4,16 @@ import asyncio
 import json
 import threading
 import time
+from contextlib import contextmanager
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from fsbir.cli import network_warning
 from fsbir.pipelines.build import BuildConfig, run_build
 from fsbir.pipelines.catalog import CatalogSpec
-from tests.conftest import wait_until
+from tests.conftest import encode, wait_until
 from tests.hostile import corpus
 
 
@@ -95,54 +97,133 @@ def test_network_warning():
 
 
 class SlowEngine:
-    """A real engine whose searches take a while, to fill the queue."""
+    """A real engine whose every model pass takes `seconds` longer (to fill the queue); it records
+    the size of each batch it is asked."""
 
     def __init__(self, engine, seconds: float):
-        self.engine, self.seconds = engine, seconds
+        self.engine, self.seconds, self.batch_sizes = engine, seconds, []
 
     def __len__(self):
         return len(self.engine)
 
-    def search(self, *args):
+    def search_many(self, queries, k):
+        self.batch_sizes.append(len(queries))
         time.sleep(self.seconds)
-        return self.engine.search(*args)
+        return self.engine.search_many(queries, k)
 
     def __getattr__(self, name):
         return getattr(self.engine, name)
 
 
-@pytest.mark.slow
-def test_busy_server_answers_503_past_its_queue_and_healthz_stays_up(demo_index):
-    import httpx
+@contextmanager
+def live_server(app_):
+    """A real uvicorn server on a free 127.0.0.1 port, in a thread; yields its base URL."""
     import uvicorn
 
-    from fsbir.pipelines.web import WebConfig, create_app
-    from fsbir.retrieval.index import SearchEngine
-
-    app_ = create_app(WebConfig(index_dir=str(demo_index), max_queue=3), engine=SlowEngine(SearchEngine(demo_index), 0.5))
     server = uvicorn.Server(uvicorn.Config(app_, host="127.0.0.1", port=0, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     wait_until(lambda: server.started, "uvicorn to start")
-    port = server.servers[0].sockets[0].getsockname()[1]
-    base = f"http://127.0.0.1:{port}"
-    codes: list[int] = []
-
-    def one_search():
-        with httpx.Client(timeout=60) as c:
-            codes.append(c.post(f"{base}/api/search", data={"text": "a white t-shirt", "k": "3"}).status_code)
-
     try:
-        searches = [threading.Thread(target=one_search) for _ in range(8)]
-        for t in searches:
-            t.start()
-        time.sleep(0.2)
-        with httpx.Client(timeout=5) as c:
-            health = [c.get(f"{base}/healthz") for _ in range(5)]  # while the model thread is busy
-        for t in searches:
-            t.join()
-        assert all(h.status_code == 200 for h in health)
-        assert codes.count(200) >= 3 and codes.count(503) >= 1 and set(codes) <= {200, 503}
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def concurrently(n: int, call) -> list:
+    """Run call(i) for i in range(n) on n threads started together; their results in order."""
+    results: list = [None] * n
+    start = threading.Barrier(n)
+
+    def one(i):
+        start.wait()
+        results[i] = call(i)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+@pytest.mark.slow
+def test_busy_server_answers_503_with_retry_after_past_its_budget_and_healthz_stays_up(demo_index):
+    import httpx
+
+    from fsbir.pipelines.web import WebConfig, create_app
+    from fsbir.retrieval.index import SearchEngine
+
+    # Each model pass takes 0.5 s or more, so a 1 s budget admits one or two searches' work at a time.
+    app_ = create_app(WebConfig(index_dir=str(demo_index), max_wait_ms=1000),
+                      engine=SlowEngine(SearchEngine(demo_index), 0.5))
+    with live_server(app_) as base:
+        def one_search(_):
+            with httpx.Client(timeout=60) as c:
+                return c.post(f"{base}/api/search", data={"text": "a white t-shirt", "k": "3"})
+
+        health: list = []
+
+        def poll_health():
+            with httpx.Client(timeout=5) as c:
+                for _ in range(5):
+                    health.append(c.get(f"{base}/healthz"))
+                    time.sleep(0.05)
+
+        poller = threading.Thread(target=poll_health)
+        poller.start()
+        answers = concurrently(8, one_search)
+        poller.join()
+        codes = [a.status_code for a in answers]
+        assert all(h.status_code == 200 for h in health)
+        assert codes.count(200) >= 1 and codes.count(503) >= 1 and set(codes) <= {200, 503}
+        busy = [a for a in answers if a.status_code == 503]
+        assert all(int(a.headers["retry-after"]) >= 1 for a in busy)
+        time.sleep(max(int(a.headers["retry-after"]) for a in busy))
+        assert one_search(0).status_code == 200  # once the queue has drained, searches are admitted again
+
+
+def drawing_png(seed: int) -> bytes:
+    """A few random black strokes on a white 256 px canvas, as the page uploads them."""
+    from fsbir.sketchgen.strokes import render_strokes
+
+    rng = np.random.default_rng(seed)
+    strokes = [[list(rng.integers(0, 255, 4)), list(rng.integers(0, 255, 4))] for _ in range(3)]
+    return encode(Image.fromarray(render_strokes(strokes, 256, 3)), "PNG")
+
+
+@pytest.mark.slow
+def test_fifty_concurrent_searches_are_all_answered_as_one_at_a_time(demo_index):
+    import httpx
+
+    from fsbir.pipelines.web import WebConfig, create_app
+    from fsbir.retrieval.index import SearchEngine
+
+    engine = SlowEngine(SearchEngine(demo_index), 0.0)
+    texts = ["a white t-shirt", "a red dress", "a long trouser", "blue jeans", "a black shoe"]
+
+    def form(i):
+        """Ten distinct queries (i % 10): text alone, a drawing alone, or both, and k from 3 to 10."""
+        j = i % 10
+        data = {"k": str(3 + j % 8)}
+        if j % 3 != 1:
+            data["text"] = texts[j % 5]
+        return ({"sketch": ("s.png", drawing_png(j), "image/png")} if j % 3 else None), data
+
+    with live_server(create_app(WebConfig(index_dir=str(demo_index)), engine=engine)) as base:
+        def search(i):
+            files, data = form(i)
+            with httpx.Client(timeout=60) as c:
+                return c.post(f"{base}/api/search", files=files, data=data)
+
+        alone = [search(i) for i in range(10)]
+        crowd = concurrently(50, search)
+    assert max(engine.batch_sizes) > 1  # the crowd was answered in batches, not one at a time
+    assert [a.status_code for a in alone] == [200] * 10
+    assert [c.status_code for c in crowd] == [200] * 50
+    ids = lambda r: [x["product_id"] for x in r.json()["results"]]  # noqa: E731
+    scores = lambda r: [x["score"] for x in r.json()["results"]]  # noqa: E731
+    for i, answer in enumerate(crowd):
+        assert ids(answer) == ids(alone[i % 10]), i
+        assert scores(answer) == pytest.approx(scores(alone[i % 10]), abs=1e-5)
