@@ -165,8 +165,9 @@ def human_query_metrics(model, emb: dict, queries: dict, tokenizer: Callable, k:
     gallery = emb["photo"].numpy()
     s = torch.cat([model.encode_sketch(chunk.to(device)).float().cpu() for chunk in queries["sketches"].split(128)])
     query_sets = {"sketch": fuse(model, s, None)}
-    if all(t for t in queries["text"]):
+    if all(t for t in queries["text"]):  # the words alone beside the drawing: does drawing add to them?
         t = model.encode_text(tokenizer(queries["text"]).to(device)).float().cpu()
+        query_sets["text"] = fuse(model, None, t)
         query_sets["sketch+text"] = fuse(model, s, t)
     index = {pid: i for i, pid in enumerate(emb["product_id"])}
     product_rows = [i for i, pid in enumerate(queries["product_id"]) if pid is not None]

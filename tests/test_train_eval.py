@@ -122,7 +122,17 @@ def test_eval_human_queries_csv_and_ndjson(demo_shards, trained_run, tmp_path):
                                  "--json", str(tmp_path / "h.json")])
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "h.json").read_text())
-    assert data["queries"] == 3 and set(data["modes"]) == {"sketch", "sketch+text"} and "R@10" in data["modes"]["sketch"]
+    assert data["queries"] == 3 and set(data["modes"]) == {"sketch", "text", "sketch+text"}
+    assert "R@10" in data["modes"]["sketch"]
+    # each product given another product's drawing, the same words: text alone cannot change, the drawing modes do
+    rotated = [lines[0]] + [f"{lines[1 + (i + 1) % 3].split(',')[0]},{r['product_id']}" for i, r in enumerate(rows)]
+    (tmp_path / "q2.csv").write_text("\n".join(rotated) + "\n")
+    result = runner.invoke(app, ["eval", str(demo_shards), "--checkpoint", str(trained_run), "--split", "all",
+                                 "--queries", str(tmp_path / "q2.csv"), "--query-text", "a garment",
+                                 "--json", str(tmp_path / "h2.json")])
+    other = json.loads((tmp_path / "h2.json").read_text())
+    assert other["modes"]["text"] == data["modes"]["text"]
+    assert other["modes"]["sketch"]["MRR"] != data["modes"]["sketch"]["MRR"]
 
     (tmp_path / "qd").mkdir()
     drawing = {"word": "skirt", "drawing": [[[10, 90, 110, 0, 10], [0, 0, 100, 100, 0]]]}
@@ -135,7 +145,7 @@ def test_eval_human_queries_csv_and_ndjson(demo_shards, trained_run, tmp_path):
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "c.json").read_text())
     assert data["queries"] == 2 and "P@10_category" in data["modes"]["sketch"]
-    assert set(data["modes"]) == {"sketch", "sketch+text"}
+    assert set(data["modes"]) == {"sketch", "text", "sketch+text"} == set(data["by_category"])
     by_category = data["by_category"]["sketch"]
     assert set(by_category) == {"skirt", "hat"} and by_category["hat"]["queries"] == 1
     assert data["modes"]["sketch"]["P@10_category"] == pytest.approx(
