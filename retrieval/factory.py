@@ -21,7 +21,8 @@ from .model import FsbirModel
 
 CONFIG_DIR = Path(__file__).parent / "model_configs"
 PACKAGE_PREFIX = "package:"
-FSBIR_SECTION = "fsbir"  # a model config's own keys: vision_weights (a timm state dict), mean, std, crop_to_content, colour_grid
+FSBIR_SECTION = "fsbir"  # a model config's own keys: vision_weights (a timm state dict), mean, std, crop_to_content,
+# colour_grid, weights (what the pretrained weights are and their licences, for the model card)
 
 
 class ModelLoadError(FsbirError):

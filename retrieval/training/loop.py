@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -18,6 +19,7 @@ from ..checkpoint import load_checkpoint, save_checkpoint
 from ..data import LoaderConfig, check_template_columns, make_loader
 from ..evaluate import pick_device
 from ..factory import create_model
+from ..model_card import write_model_card
 from . import distributed
 from .config import TrainConfig
 from .distributed import World
@@ -71,15 +73,20 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: Callable[[dict], None
           on_epoch: Callable[[dict], None] | None = None,
           on_features: Callable[[int, int], None] | None = None) -> dict:
     """Train; returns the last epoch's record. Checkpoints at each epoch end (last.pt; best.pt by
-    validation). With `resume`, continues from last.pt with the same results as an uninterrupted
+    validation) and, once the last epoch is done, RUN/MODEL_CARD.md. With `resume`, continues from last.pt with the same results as an uninterrupted
     run (data order and dropout depend only on seed and epoch). Under torchrun, every rank runs
     this; only rank 0 validates and writes. `on_features(rows, total)` reports the rows whose
     locked-tower features were cached (see `features`)."""
     world, device = distributed.start(pick_device(cfg.device))
     main = world.is_main
+    start = time.perf_counter()
     try:
-        return _train(cfg, resume, world, device, on_step if main else None, on_epoch if main else None,
-                      on_features if main else None)
+        record = _train(cfg, resume, world, device, on_step if main else None, on_epoch if main else None,
+                        on_features if main else None)
+        finished = record.get("epoch") == cfg.epochs or bool(cfg.max_steps and record.get("step", 0) >= cfg.max_steps)
+        if main and finished:
+            write_model_card(cfg, record, time.perf_counter() - start, device)
+        return record
     finally:
         distributed.stop(world)
 
