@@ -15,8 +15,12 @@ import time
 from collections import deque
 from typing import Any, Callable
 
-# How fast the per-query cost estimate follows new batches (exponential moving average weight).
-ESTIMATE_WEIGHT = 0.3
+# The per-query cost is the model time of the last few batches of at least COST_BATCH searches over
+# the searches they held: the rate at which batched work drains a queue. A lone search costs more a
+# head, and one that ran while a crowd's requests were still being read paid for that too (a lone
+# search has taken 0.78 s at the start of a burst that then ran at 20 ms a search).
+COST_WINDOW = 8
+COST_BATCH = 8
 
 
 class Busy(Exception):
@@ -30,12 +34,13 @@ class Busy(Exception):
 class QueryBatcher:
     """`await submit(job)` → the job's result. `run_batch(jobs)` runs on the one model thread and
     returns one outcome per job, in order: a result, or an exception raised to that job's caller
-    alone. `first_cost_s` is the per-query cost assumed until a batch has been timed."""
+    alone. `first_cost_s` is the per-query cost assumed until a batch of COST_BATCH has been timed."""
 
     def __init__(self, run_batch: Callable[[list], list], max_wait_s: float, max_batch: int = 64,
                  first_cost_s: float = 0.05):
         self._run_batch, self.max_wait_s, self.max_batch = run_batch, max_wait_s, max_batch
         self.cost_s = first_cost_s
+        self._recent: deque[tuple[float, int]] = deque(maxlen=COST_WINDOW)
         self._pending: deque[tuple[Any, asyncio.Future, asyncio.AbstractEventLoop]] = deque()
         self._running = 0
         self._closed = False
@@ -85,7 +90,9 @@ class QueryBatcher:
             elapsed = time.perf_counter() - start
             with self._cond:
                 self._running = 0
-                self.cost_s += ESTIMATE_WEIGHT * (elapsed / len(batch) - self.cost_s)
+                if len(batch) >= min(COST_BATCH, self.max_batch):
+                    self._recent.append((elapsed, len(batch)))
+                    self.cost_s = sum(t for t, _ in self._recent) / sum(n for _, n in self._recent)
             for (_, future, loop), outcome in zip(batch, outcomes):
                 loop.call_soon_threadsafe(_settle, future, outcome)
 

@@ -25,6 +25,7 @@ from .evaluate import fuse, pick_device
 from .transforms import decode_photo, photo_tensor, sketch_tensor
 
 MAX_K = 1000
+CPU_ENCODE_CHUNK = 8  # sketches the vision tower encodes at once on a CPU (see SearchEngine._in_chunks)
 
 
 class IndexMismatchError(FsbirError):
@@ -278,15 +279,21 @@ class SearchEngine:
         has_text = torch.tensor([bool(t) for t in texts])
         s_emb, t_emb = torch.zeros(n, dim), torch.zeros(n, dim)
         if has_sketch.any():
-            batch = torch.stack([sketch_tensor(s, self.pp) for s, _ in queries if s is not None]).to(self.device)
-            s_emb[has_sketch] = self.model.encode_sketch(batch).float().cpu()
+            batch = torch.stack([sketch_tensor(s, self.pp) for s, _ in queries if s is not None])
+            s_emb[has_sketch] = self._in_chunks(self.model.encode_sketch, batch)
         if has_text.any():
-            tokens = self.tokenizer([t for t in texts if t]).to(self.device)
-            t_emb[has_text] = self.model.encode_text(tokens).float().cpu()
+            t_emb[has_text] = self.model.encode_text(self.tokenizer([t for t in texts if t]).to(self.device)).float().cpu()
         return fuse(self.model, s_emb, t_emb, has_sketch, has_text).numpy().astype(np.float32)
 
     def encode_query(self, sketch: np.ndarray | None, text: str | None) -> np.ndarray:
         return self.encode_queries([(sketch, text)])
+
+    def _in_chunks(self, encode: Callable, batch: torch.Tensor) -> torch.Tensor:
+        """The vision tower over a batch a few sketches at a time: on a CPU a conv tower's activations
+        for 50 sketches overflow the caches (EfficientNet-Lite0, 2 cores: 50 at once 0.89 s, in chunks
+        of 8 0.38 s, one by one 0.97 s; the text tower gains nothing). On a GPU the batch goes whole."""
+        chunk = len(batch) if self.device.startswith("cuda") else CPU_ENCODE_CHUNK
+        return torch.cat([encode(part.to(self.device)).float().cpu() for part in batch.split(chunk)])
 
     def search_vectors(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return self.index.search(queries, min(k, len(self)))

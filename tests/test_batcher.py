@@ -49,13 +49,32 @@ def test_past_the_latency_budget_a_search_is_refused_with_a_retry_time():
         return list(jobs)
 
     # 0.5 s a query assumed, 1.2 s budget: two searches' work is admitted, the third is refused.
-    batcher = QueryBatcher(slow, max_wait_s=1.2, first_cost_s=0.5)
+    batcher = QueryBatcher(slow, max_wait_s=1.2, max_batch=2, first_cost_s=0.5)
     outcomes = gather(batcher, range(5))
     assert outcomes[:2] == [0, 1]
     assert all(isinstance(o, Busy) and o.retry_after_s >= 1 for o in outcomes[2:])
-    # the timed batches teach it the real cost (0.1 s a query or less), so a crowd now fits
-    assert batcher.cost_s < 0.5
+    # full batches teach it the real cost (0.1 s a query, or 0.2 for a lone one), so a crowd now fits
+    assert batcher.cost_s <= 0.2 + 0.05
     batcher.close()
+
+
+def test_small_batches_do_not_move_the_estimate():
+    """A lone search pays a batch's fixed costs alone; the queue drains at the batched rate."""
+    def lone_is_slow(jobs):
+        time.sleep(0.3 if len(jobs) == 1 else 0.01 * len(jobs))
+        return list(jobs)
+
+    batcher = QueryBatcher(lone_is_slow, max_wait_s=60, max_batch=8, first_cost_s=0.01)
+    assert gather(batcher, [0]) == [0]
+    assert batcher.cost_s == 0.01
+    release = threading.Event()
+    held = QueryBatcher(lambda jobs: release.wait(5) and lone_is_slow(jobs), max_wait_s=60, max_batch=8,
+                        first_cost_s=0.5)
+    threading.Timer(0.3, release.set).start()
+    gather(held, range(9))  # one held, then a batch of 8
+    assert held.cost_s < 0.5
+    batcher.close()
+    held.close()
 
 
 def test_a_failing_batch_fails_its_callers_and_the_thread_serves_on():

@@ -97,8 +97,8 @@ def test_network_warning():
 
 
 class SlowEngine:
-    """A real engine whose every model pass takes `seconds` longer (to fill the queue); it records
-    the size of each batch it is asked."""
+    """A real engine whose every search takes `seconds` longer, batched or not (to fill the queue);
+    it records the size of each batch it is asked."""
 
     def __init__(self, engine, seconds: float):
         self.engine, self.seconds, self.batch_sizes = engine, seconds, []
@@ -108,7 +108,7 @@ class SlowEngine:
 
     def search_many(self, queries, k):
         self.batch_sizes.append(len(queries))
-        time.sleep(self.seconds)
+        time.sleep(self.seconds * len(queries))
         return self.engine.search_many(queries, k)
 
     def __getattr__(self, name):
@@ -155,9 +155,9 @@ def test_busy_server_answers_503_with_retry_after_past_its_budget_and_healthz_st
     from fsbir.pipelines.web import WebConfig, create_app
     from fsbir.retrieval.index import SearchEngine
 
-    # Each model pass takes 0.5 s or more, so a 1 s budget admits one or two searches' work at a time.
-    app_ = create_app(WebConfig(index_dir=str(demo_index), max_wait_ms=1000),
-                      engine=SlowEngine(SearchEngine(demo_index), 0.5))
+    # Each search takes 0.25 s or more, so a 0.6 s budget admits about two searches' work at a time.
+    app_ = create_app(WebConfig(index_dir=str(demo_index), max_wait_ms=600),
+                      engine=SlowEngine(SearchEngine(demo_index), 0.25))
     with live_server(app_) as base:
         def one_search(_):
             with httpx.Client(timeout=60) as c:
