@@ -1,6 +1,7 @@
 """One row of the before/after table for a trained run: in-domain R@1/R@10 per mode on a held-out
-split, the same on a second catalog, Quick, Draw! category P@10 (with chance) and fine-grained
-shoe acc@1/acc@10, each through `fsbir eval` (its JSON kept beside the run).
+split, the same on a second catalog, Quick, Draw! category P@10 (with chance) for the doodle alone,
+the words "a {word}" alone and both, and fine-grained shoe acc@1/acc@10, each through `fsbir eval`
+(its JSON kept beside the run).
 
     python bench/dev_eval.py RUN --test-shards runs/myntra-2900 --dev-shards runs/myntra-dev-shards \
         --quickdraw ../shared/data/human-sketches/quickdraw --shoe-shards runs/shoes-shards \
@@ -38,7 +39,7 @@ def main() -> None:
     evals = {
         "test": EvalConfig(shards=args.test_shards, split="test", **common),
         "dev": EvalConfig(shards=args.dev_shards, split="all", **common),
-        "quickdraw": EvalConfig(shards=args.dev_shards, split="all", queries=args.quickdraw,
+        "quickdraw": EvalConfig(shards=args.dev_shards, split="all", queries=args.quickdraw, query_text="a {word}",
                                 category_map=str(Path(args.quickdraw) / "categories.json"), **common),
         "shoes": EvalConfig(shards=args.shoe_shards, split="all", checkpoint=str(run), queries=args.shoe_pairs),
     }
@@ -54,8 +55,8 @@ def main() -> None:
             cells[f"{name} {mode} R@1/R@10"] = f"{m['R@1']:.3f} / {m['R@10']:.3f}"
     for name in ("quickdraw", "quickdraw-wide"):
         if name in results:
-            qd = results[name]["modes"]["sketch"]
-            cells[f"{name} P@10 (chance)"] = f"{qd['P@10_category']:.3f} ({qd['category_chance']:.3f})"
+            for mode, qd in results[name]["modes"].items():  # the doodle, "a {word}", both
+                cells[f"{name} {mode} P@10 (chance)"] = f"{qd['P@10_category']:.3f} ({qd['category_chance']:.3f})"
             present = [c for c in results[name]["by_category"]["sketch"].values() if c["chance"] > 0]
             n = sum(c["queries"] for c in present)
             cells[f"{name} P@10 where the category is in the gallery (chance)"] = (
