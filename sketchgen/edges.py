@@ -1,5 +1,7 @@
-"""Edge-map sketches: Canny with the pre-processing the colour-word rule picks, then clean-up
-so the result reads like a drawing (black strokes on white, no specks)."""
+"""Edge-map sketches: Canny with the pre-processing the colour-word rule picks, or the thinned
+contours of a learned detector (HED), then clean-up so the result reads like a drawing (black
+strokes on white, no specks). The detector itself is a model and runs outside this package: these
+functions take its probability map."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -23,9 +25,27 @@ class EdgeParams:
     canny_high: int = 150
 
 
+SKETCH_STYLES = ("canny", "hed")
+
+
+@dataclass(frozen=True)
+class ContourParams:
+    """The `hed` style: the detector's edge probabilities → strokes. Thresholded, thinned to
+    one-pixel skeletons, specks dropped, widened to `stroke_width`."""
+
+    threshold: float = 0.3
+    stroke_width: int = 2
+    # The detector runs at this side and its map is scaled to the sketch's: VGG16's cost goes with
+    # the square of the side, and the model sees sketches at 160 px anyway.
+    detector_size: int = 160
+
+
 @dataclass(frozen=True)
 class SketchSettings:
     """Both branches plus the clean-up, all configurable and all recorded per row."""
+
+    style: str = "canny"  # canny | hed (a learned contour detector: outlines, not textures)
+    contour: ContourParams = field(default_factory=ContourParams)
 
     plain: EdgeParams = field(default_factory=EdgeParams)
     # Light item on a light background: equalisation stretches the few grey levels separating
@@ -51,17 +71,52 @@ def _preprocess(grey: np.ndarray, p: EdgeParams) -> np.ndarray:
     return cv2.GaussianBlur(out, (p.blur_ksize, p.blur_ksize), p.blur_sigma) if p.blur_ksize > 1 else out
 
 
-def edge_map(rgb: np.ndarray, light_item: bool, settings: SketchSettings = SketchSettings()) -> np.ndarray:
-    """Boolean (H, W) map of cleaned stroke pixels."""
-    p = settings.light if light_item else settings.plain
-    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    edges = cv2.Canny(_preprocess(grey, p), p.canny_low, p.canny_high) > 0
+def contour_input(rgb: np.ndarray, light_item: bool, settings: SketchSettings = SketchSettings()) -> np.ndarray:
+    """What the contour detector is shown: the image at `contour.detector_size`. The colour-word
+    rule keeps its meaning: a light item's lightness channel goes through the light branch's CLAHE
+    and equalisation (colour kept), so the few grey levels between it and its background separate."""
+    size = settings.contour.detector_size
+    out = rgb if rgb.shape[:2] == (size, size) else cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)
+    if light_item:
+        lab = cv2.cvtColor(out, cv2.COLOR_RGB2LAB)
+        p = settings.light
+        lightness = cv2.createCLAHE(clipLimit=p.clahe_clip, tileGridSize=(p.clahe_tile, p.clahe_tile)).apply(lab[..., 0])
+        lab[..., 0] = cv2.equalizeHist(lightness) if p.equalize else lightness
+        out = cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
+    return out
+
+
+def _thin_contours(probabilities: np.ndarray, shape: tuple[int, int], p: ContourParams) -> np.ndarray:
+    from skimage.morphology import skeletonize
+
+    if probabilities.shape != shape:
+        probabilities = cv2.resize(probabilities.astype(np.float32), shape[::-1], interpolation=cv2.INTER_LINEAR)
+    strokes = probabilities > p.threshold
+    # HED answers the image's own border (its convolutions see zero padding there) with a line no
+    # one would draw: the outer pixels are never strokes.
+    margin = max(2, round(3 * max(shape) / p.detector_size))
+    strokes[:margin], strokes[-margin:], strokes[:, :margin], strokes[:, -margin:] = False, False, False, False
+    return skeletonize(strokes)
+
+
+def edge_map(rgb: np.ndarray, light_item: bool, settings: SketchSettings = SketchSettings(),
+             contours: np.ndarray | None = None) -> np.ndarray:
+    """Boolean (H, W) map of cleaned stroke pixels. The `hed` style needs `contours`: the
+    detector's probabilities for `contour_input(rgb, ...)`."""
+    if settings.style == "hed":
+        if contours is None:
+            raise ValueError("the hed sketch style needs the contour detector's probability map")
+        edges, width = _thin_contours(contours, rgb.shape[:2], settings.contour), settings.contour.stroke_width
+    else:
+        p = settings.light if light_item else settings.plain
+        grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        edges, width = cv2.Canny(_preprocess(grey, p), p.canny_low, p.canny_high) > 0, settings.stroke_width
     if settings.drop_skin:
         edges = _without_skin(edges, rgb)
     if settings.min_speck_size > 1:
         edges = _remove_specks(edges, settings.min_speck_size)
-    if settings.stroke_width > 1:
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (settings.stroke_width, settings.stroke_width))
+    if width > 1:
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (width, width))
         edges = cv2.dilate(edges.astype(np.uint8), kernel) > 0
     return edges
 
@@ -112,20 +167,32 @@ def _remove_specks(edges: np.ndarray, min_size: int) -> np.ndarray:
     return keep[labels]
 
 
+def sketch_method(settings: SketchSettings, light_item: bool) -> str:
+    """The shard's `sketch_method`: the style and the colour-word rule's branch in one word."""
+    if settings.style == "hed":
+        return "hed_light_item" if light_item else "hed"
+    return "light_item" if light_item else "canny"
+
+
 @lru_cache(maxsize=32)
 def _params_record(settings: SketchSettings, light_item: bool) -> dict:
+    common = {"method": sketch_method(settings, light_item), "style": settings.style,
+              "min_speck_size": settings.min_speck_size, "drop_skin": settings.drop_skin}
+    if settings.style == "hed":
+        p = settings.light
+        light = {"clahe_clip": p.clahe_clip, "clahe_tile": p.clahe_tile, "equalize": p.equalize} if light_item else None
+        return {**common, **asdict(settings.contour), "light_preprocess": light}
     branch = settings.light if light_item else settings.plain
-    return {"method": "light_item" if light_item else "canny", **asdict(branch),
-            "min_speck_size": settings.min_speck_size, "stroke_width": settings.stroke_width,
-            "drop_skin": settings.drop_skin}
+    return {**common, **asdict(branch), "stroke_width": settings.stroke_width}
 
 
 def edge_sketch(
-    rgb: np.ndarray, light_item: bool, settings: SketchSettings = SketchSettings()
+    rgb: np.ndarray, light_item: bool, settings: SketchSettings = SketchSettings(),
+    contours: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Sketch of an RGB image: (H, W) uint8, black (0) strokes on white (255), plus the parameters
     actually used and the stroke density, for the shard's `sketch_params` / `edge_density`."""
-    edges = edge_map(rgb, light_item, settings)
+    edges = edge_map(rgb, light_item, settings, contours)
     sketch = np.full(edges.shape, 255, np.uint8)
     sketch[edges] = 0
     density = np.count_nonzero(edges) / edges.size

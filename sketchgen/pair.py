@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import cv2
 import numpy as np
 
 from .colour_words import DEFAULT_LIGHT_WORDS, needs_light_item_path
 from .decode import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, load_rgb
-from .edges import SketchSettings, edge_sketch
+from .edges import SketchSettings, contour_input, edge_sketch
 from .geometry import letterbox_pair
 
 
@@ -48,8 +49,19 @@ def encode_sketch_png(sketch: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def make_pair(data: bytes, caption: str | None, settings: PairSettings = PairSettings()) -> SketchPair:
-    """Decode, letterbox, pick the sketch branch by the colour-word rule, draw, encode.
+@dataclass
+class PreparedPair:
+    """A decoded, letterboxed image waiting for its sketch (the `hed` style's detector runs on
+    many at once, between `prepare_pair` and `finish_pair`)."""
+
+    photo: np.ndarray  # white-padded letterbox
+    edge_input: np.ndarray  # edge-replicated letterbox, pixel-aligned with the photo
+    light_item: bool
+    original_size: tuple[int, int]
+
+
+def prepare_pair(data: bytes, caption: str | None, settings: PairSettings = PairSettings()) -> PreparedPair:
+    """Decode, letterbox and pick the sketch branch by the colour-word rule.
 
     The sketch is computed on an edge-replicated letterbox (no line at the padding seam) of the
     same geometry as the white-padded photo, so the two are pixel-aligned.
@@ -57,13 +69,32 @@ def make_pair(data: bytes, caption: str | None, settings: PairSettings = PairSet
     """
     rgb, original_size = load_rgb(data, settings.max_pixels, settings.min_side, draft_size=settings.image_size)
     photo, edge_input = letterbox_pair(rgb, settings.image_size)
-    light = needs_light_item_path(caption, settings.light_words)
-    sketch, info = edge_sketch(edge_input, light, settings.sketch)
+    return PreparedPair(photo, edge_input, needs_light_item_path(caption, settings.light_words), original_size)
+
+
+def detector_input(prepared: PreparedPair, settings: PairSettings = PairSettings()) -> np.ndarray:
+    """The image the `hed` style's contour detector is shown for this pair."""
+    return contour_input(prepared.edge_input, prepared.light_item, settings.sketch)
+
+
+def finish_pair(prepared: PreparedPair, settings: PairSettings = PairSettings(),
+                contours: np.ndarray | None = None) -> SketchPair:
+    """Draw the sketch (`contours`: the detector's map of `detector_input`, for the hed style) and encode both."""
+    sketch, info = edge_sketch(prepared.edge_input, prepared.light_item, settings.sketch, contours)
     return SketchPair(
-        image_jpeg=encode_jpeg(photo, settings.jpeg_quality),
+        image_jpeg=encode_jpeg(prepared.photo, settings.jpeg_quality),
         sketch_png=encode_sketch_png(sketch),
         method=info["params"]["method"],
         params=info["params"],
         edge_density=info["edge_density"],
-        original_size=original_size,
+        original_size=prepared.original_size,
     )
+
+
+def make_pair(data: bytes, caption: str | None, settings: PairSettings = PairSettings(),
+              detector: Callable[[list[np.ndarray]], list[np.ndarray]] | None = None) -> SketchPair:
+    """One image + caption → (photo, sketch). The hed style needs `detector` (images → edge
+    probabilities); a batch of rows goes through `prepare_pair` / `finish_pair` instead."""
+    prepared = prepare_pair(data, caption, settings)
+    contours = detector([detector_input(prepared, settings)])[0] if settings.sketch.style == "hed" and detector else None
+    return finish_pair(prepared, settings, contours)

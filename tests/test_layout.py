@@ -80,7 +80,7 @@ def test_no_cycle_between_parts(graph):
 
 
 def test_sketchgen_does_no_io_and_loads_no_model():
-    banned = {"torch", "pyarrow", "pandas", "open_clip", "datasets", "faiss", "fastapi", "typer", "rich", "os",
+    banned = {"torch", "h5py", "pyarrow", "pandas", "open_clip", "datasets", "faiss", "fastapi", "typer", "rich", "os",
               "pathlib", "shutil", "subprocess", "socket"}
     for path in (ROOT / "sketchgen").rglob("*.py"):
         tree = ast.parse(path.read_text(encoding="utf-8"))

@@ -117,3 +117,20 @@ def test_a_ray_worker_killed_mid_shard_loses_nothing(tmp_path):
     df = frame(out)
     assert len(df) == 400 and df["product_id"].is_unique and (df["status"] == "ok").all()
     assert not list(out.glob(".shard-*"))
+
+
+def test_hed_style_runs_in_the_ray_tasks_as_in_local_workers(tmp_path):
+    """The contour detector is loaded inside each Ray worker, as in a local one, and draws the same."""
+    from fsbir.sketchgen import ContourParams, SketchSettings
+
+    make_bad_catalog(tmp_path / "cat")
+    common = dict(catalog=CatalogSpec(str(tmp_path / "cat" / "catalog.jsonl")), shard_size=8, max_pixels=4_000_000,
+                  max_failure_ratio=1.0, workers=2, image_size=64,
+                  sketch=SketchSettings(style="hed", contour=ContourParams(detector_size=64)))
+    local = run_build(BuildConfig(out_dir=str(tmp_path / "local"), engine="local", **common))
+    on_ray = run_build(BuildConfig(out_dir=str(tmp_path / "ray"), engine="ray", **common))
+    assert on_ray.by_status == local.by_status and on_ray.by_method == local.by_method
+    assert set(on_ray.by_method) <= {"hed", "hed_light_item"}
+    a, b = frame(tmp_path / "local"), frame(tmp_path / "ray")
+    assert [s["bytes"] if s is not None else None for s in a["sketch"]] == [
+        s["bytes"] if s is not None else None for s in b["sketch"]]

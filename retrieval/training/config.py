@@ -64,6 +64,11 @@ class TrainConfig:
     # each training row's text is its catalog caption or one of these, drawn per row and epoch, so the
     # text tower learns the few words people type, not only catalog names. Validation uses captions.
     caption_templates: tuple[str, ...] = ()
+    # Hard negatives: each batch filled from about `batch_groups` groups of rows, so in-batch
+    # negatives share the positive's kind and differ in colour and detail. A shard column names the
+    # groups ("articleType"), or "caption" clusters the captions' embeddings into groups. None: shuffled.
+    batch_by: str | None = None
+    batch_groups: int = 4
     # Human drawings that choose best.pt (a queries CSV or Quick, Draw! ndjson, as for `fsbir eval`),
     # searched against the val split; a category map as for eval.
     val_queries: str | None = None
@@ -84,6 +89,8 @@ class TrainConfig:
             (self.category_weight == 0 or bool(self.category_column),
              "category-weight needs --category-column (the catalog column that names each row's category)"),
             (self.cache_views >= 0, f"cache-views must be 0 or more, not {self.cache_views}"),
+            (1 <= self.batch_groups <= self.batch_size,
+             f"batch-groups must be between 1 and the batch size, not {self.batch_groups}"),
         ]
         for ok, message in checks:
             if not ok:

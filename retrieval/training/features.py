@@ -10,7 +10,7 @@ same loss, same checkpoint; a step costs the trained layers instead of two passe
 whole trunk."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator
 
 import torch
@@ -149,6 +149,7 @@ class FeatureTable:
     product_id: list[str]
     caption: list[str]
     category: list
+    columns: dict[str, list] = field(default_factory=dict)  # every extra shard column read, by name
 
 
 def view_count(views: int, augment) -> int:
@@ -169,8 +170,8 @@ def cache_features(towers: CachedTowers, shards: str, loader_cfg: LoaderConfig, 
     model = towers.model
     was_training = model.training
     model.eval()
-    photos, texts, sketches, ids, captions, categories = [], [], [], [], [], []
-    category_column = loader_cfg.extra_columns[0] if loader_cfg.extra_columns else None
+    photos, texts, sketches, ids, captions = [], [], [], [], []
+    columns: dict[str, list] = {c: [] for c in loader_cfg.extra_columns}
     for view in range(views):
         first = view == 0
         view_cfg = replace(loader_cfg, augment=None if first else loader_cfg.augment, drop_last=False, photos=first)
@@ -192,23 +193,54 @@ def cache_features(towers: CachedTowers, shards: str, loader_cfg: LoaderConfig, 
                     for t in range(1, 1 + len(templates))]))
                 ids += [batch["product_id"][i] for i in keep]
                 captions += [batch["caption"][i] for i in keep]
-                categories += [batch[category_column][i] for i in keep] if category_column else [None] * len(keep)
+                for c, values in columns.items():
+                    values += [batch[c][i] for i in keep]
             if on_rows:
                 on_rows(len(keep))
         sketches.append(torch.stack([seen[pid] for pid in ids]))
     model.train(was_training)
     return FeatureTable(photo=torch.cat(photos), sketch=torch.stack(sketches), text=torch.cat(texts, dim=1),
-                        product_id=ids, caption=captions, category=categories)
+                        product_id=ids, caption=captions,
+                        category=columns[loader_cfg.extra_columns[0]] if columns else [None] * len(ids), columns=columns)
+
+
+def grouped_order(groups: list, batch_size: int, per_batch: int, generator: torch.Generator) -> torch.Tensor:
+    """A random order of the rows in which each batch comes from about `per_batch` groups: each
+    group's rows, shuffled, are cut into pieces of batch_size / per_batch, and the pieces shuffled."""
+    members: dict = {}
+    for i, g in enumerate(groups):
+        members.setdefault(g, []).append(i)
+    piece = max(1, batch_size // per_batch)
+    pieces = []
+    for g in sorted(members, key=str):
+        rows = torch.tensor(members[g])
+        pieces += list(rows[torch.randperm(len(rows), generator=generator)].split(piece))
+    return torch.cat([pieces[i] for i in torch.randperm(len(pieces), generator=generator)])
+
+
+def caption_groups(text_features: torch.Tensor, size: int, seed: int, iterations: int = 20) -> list[int]:
+    """Groups of about `size` rows whose captions are alike: k-means (cosine) on their features."""
+    x = F.normalize(text_features.float(), dim=-1)
+    k = max(1, len(x) // size)
+    generator = torch.Generator().manual_seed(seed)
+    centres = x[torch.randperm(len(x), generator=generator)[:k]].clone()
+    for _ in range(iterations):
+        assign = (x @ centres.T).argmax(dim=1)
+        for c in range(k):
+            rows = assign == c
+            centres[c] = F.normalize(x[rows].mean(0), dim=0) if rows.any() else x[torch.randint(len(x), (1,), generator=generator)][0]
+    return (x @ centres.T).argmax(dim=1).tolist()
 
 
 def cached_batches(table: FeatureTable, batch_size: int, seed: int, epoch: int,
-                   category_key: str | None = None) -> Iterator[dict]:
-    """An epoch of full batches over a cached split: a shuffled order and, for each row, one of its
-    sketch views and one of its texts, drawn from (seed, epoch) alone, so a resumed run replays them. With
+                   category_key: str | None = None, groups: list | None = None, per_batch: int = 4) -> Iterator[dict]:
+    """An epoch of full batches over a cached split: a shuffled order (with `groups`, one in which
+    each batch comes from about `per_batch` of them) and, for each row, one of its sketch views and
+    one of its texts, drawn from (seed, epoch) alone, so a resumed run replays them. With
     `category_key`, each batch carries the rows' categories under it, as a loader batch does."""
     generator = torch.Generator().manual_seed(seed * 1000 + epoch)
     n = len(table.product_id)
-    order = torch.randperm(n, generator=generator)
+    order = torch.randperm(n, generator=generator) if groups is None else grouped_order(groups, batch_size, per_batch, generator)
     view = torch.randint(table.sketch.shape[0], (n,), generator=generator)
     texts = table.text.shape[0]  # with no templates, no draw: the generator's sequence stays as it was
     text = torch.randint(texts, (n,), generator=generator) if texts > 1 else torch.zeros(n, dtype=torch.long)

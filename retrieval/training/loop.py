@@ -16,7 +16,7 @@ from fsbir import FsbirError
 from fsbir.shardformat import count_ok_rows
 
 from ..checkpoint import load_checkpoint, save_checkpoint
-from ..data import LoaderConfig, check_template_columns, make_loader
+from ..data import LoaderConfig, check_columns, check_template_columns, make_loader
 from ..evaluate import pick_device
 from ..factory import create_model
 from ..model_card import write_model_card
@@ -24,7 +24,7 @@ from . import distributed
 from .config import TrainConfig
 from .distributed import World
 from .epoch import EpochProgress, train_one_epoch
-from .features import CachedTowers, cache_features, cached_batches, view_count
+from .features import CachedTowers, cache_features, cached_batches, caption_groups, view_count
 from .optim import make_optimizer
 from .validate import load_val_queries, selection_score, validate
 
@@ -69,6 +69,16 @@ class Schedule:
         return cls(rank_batch, max(1, batches_per_rank // cfg.accum_steps))
 
 
+def batch_groups(cfg: TrainConfig, table, batch_size: int) -> list | None:
+    """Each training row's group for `--batch-by`: a shard column's value, or a cluster of alike
+    captions (about batch_size / batch_groups rows each); None when batches are plainly shuffled."""
+    if cfg.batch_by is None:
+        return None
+    if cfg.batch_by == "caption":
+        return caption_groups(table.text[0], max(1, batch_size // cfg.batch_groups), cfg.seed)
+    return [str(v) for v in table.columns[cfg.batch_by]]
+
+
 def train(cfg: TrainConfig, resume: bool = False, on_step: Callable[[dict], None] | None = None,
           on_epoch: Callable[[dict], None] | None = None,
           on_features: Callable[[int, int], None] | None = None) -> dict:
@@ -102,6 +112,8 @@ def _train(cfg: TrainConfig, resume: bool, world: World, device: str, on_step, o
     if n_train < 2:
         raise FsbirError(f"{cfg.shards} has {n_train} ok train rows; need at least 2")
     check_template_columns(cfg.shards, cfg.caption_templates)
+    if cfg.batch_by not in (None, "caption"):
+        check_columns(cfg.shards, (cfg.batch_by,), "--batch-by names")
     schedule = Schedule.plan(cfg, n_train, world)
     if world.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -138,6 +150,9 @@ def _train(cfg: TrainConfig, resume: bool, world: World, device: str, on_step, o
     categories = (cfg.category_column,) if cfg.category_weight else ()
     val_table = None
     if towers is None:
+        if cfg.batch_by:
+            raise FsbirError("--batch-by fills batches from cached features: it needs locked towers "
+                             "(--freeze towers, the CPU default) and --cache-views 1 or more")
         loader_cfg = LoaderConfig(batch_size=schedule.rank_batch, split="train", shuffle_buffer=cfg.shuffle_buffer,
                                   seed=cfg.seed, workers=cfg.workers, drop_last=True, augment=cfg.augment,
                                   rank=world.rank, world=world.size, extra_columns=categories,
@@ -152,8 +167,10 @@ def _train(cfg: TrainConfig, resume: bool, world: World, device: str, on_step, o
         n_val = count_ok_rows(cfg.shards, "val") if has_val and world.is_main else 0
         total = views * -(-n_train // world.size) + n_val
         report = (lambda n: on_features(n, total)) if on_features else None
+        group_column = (cfg.batch_by,) if cfg.batch_by not in (None, "caption") else ()
         feature_cfg = LoaderConfig(batch_size=64, split="train", seed=cfg.seed, workers=cfg.workers, drop_last=False,
-                                   augment=cfg.augment, rank=world.rank, world=world.size, extra_columns=categories,
+                                   augment=cfg.augment, rank=world.rank, world=world.size,
+                                   extra_columns=tuple(dict.fromkeys(categories + group_column)),
                                    caption_templates=cfg.caption_templates)
         train_table = cache_features(towers, cfg.shards, feature_cfg, pp, tokenizer, views, device, report)
         if n_val:
@@ -161,8 +178,11 @@ def _train(cfg: TrainConfig, resume: bool, world: World, device: str, on_step, o
                                    extra_columns=(cfg.category_column,) if cfg.category_column else ())
             val_table = cache_features(towers, cfg.shards, val_cfg, pp, tokenizer, 1, device, report)
 
+        groups = batch_groups(cfg, train_table, schedule.rank_batch)
+
         def epoch_batches(epoch: int):
-            return cached_batches(train_table, schedule.rank_batch, cfg.seed, epoch, categories[0] if categories else None)
+            return cached_batches(train_table, schedule.rank_batch, cfg.seed, epoch, categories[0] if categories else None,
+                                  groups, cfg.batch_groups)
     record: dict = {}
 
     def checkpoint(epochs_done: int, metrics: dict, partial_epoch: EpochProgress | None, name: str) -> None:
