@@ -173,7 +173,7 @@ def train(
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file of training settings; options typed here override it."),
     model: str = typer.Option(default(TrainConfig, "model"), help="Shipped config (fsbir-effnet-lite0-minilm, fsbir-tiny-minilm, fsbir-tiny), open_clip name (ViT-B-32) or a JSON config file."),
     pretrained: str = typer.Option(default(TrainConfig, "pretrained"), help="open_clip tag (laion2b_s34b_b79k, openai), a local checkpoint file, or none."),
-    fusion: str = typer.Option(default(TrainConfig, "fusion"), help="avg | concat | gated."),
+    fusion: str = typer.Option(default(TrainConfig, "fusion"), help="avg (the mean) | agree (the sketch weighs by its agreement with the words: a doodle the words contradict leaves them as they are) | concat | gated."),
     sketch_tower: str = typer.Option(default(TrainConfig, "sketch_tower"), help="shared (photos and sketches through one vision tower) | separate."),
     freeze: str = typer.Option(default(TrainConfig, "freeze"), help="Pretrained towers: towers (train only their projections), none (fine-tune them), auto (towers on CPU, none on GPU)."),
     unlocked_groups: int = typer.Option(default(TrainConfig, "unlocked_groups"), help="With --freeze towers: layer groups at the top of a pretrained vision tower left trainable."),
@@ -189,6 +189,8 @@ def train(
     category_weight: float = typer.Option(default(TrainConfig, "category_weight"), help="Weight of a sketch→photo loss term whose positives are all photos of the sketch's category (needs --category-column)."),
     batch_by: Optional[str] = typer.Option(None, help="Hard negatives: fill each batch from a few groups of rows, named by a shard column (articleType) or 'caption' (clusters of alike captions), so negatives share the positive's kind and differ in colour and detail."),
     batch_groups: int = typer.Option(default(TrainConfig, "batch_groups"), help="With --batch-by: groups per batch."),
+    sketch_shards: Optional[list[str]] = typer.Option(None, "--sketch-shards", metavar="DIR", help="Shards of the same catalog in another sketch style (build-dataset --sketch-style hed), repeatable: training sketches are drawn from every style."),
+    sketch_pairs: Optional[str] = typer.Option(None, help="People's drawings of the catalog's own products (CSV: sketch, product_id; paths relative to it), e.g. from search logs: a drawn product is queried by one of its drawings in half its training steps."),
     caption_templates: Optional[list[str]] = typer.Option(None, "--caption-template", metavar="TEMPLATE", help="A short query filled from shard columns, e.g. 'a {baseColour} {articleType}' (repeatable): each training row's text is its caption or one of these, drawn per row."),
     val_queries: Optional[str] = typer.Option(None, help="Human drawings (queries CSV or Quick, Draw! .ndjson file/folder) searched against the val split each epoch; best.pt is chosen by their score."),
     val_category_map: Optional[Path] = typer.Option(None, help="JSON mapping a drawing's category to gallery categories (with --category-column)."),
@@ -205,7 +207,8 @@ def train(
     typed = given(ctx, dict(model=model, pretrained=pretrained, fusion=fusion, sketch_tower=sketch_tower,
                             freeze=freeze, unlocked_groups=unlocked_groups, cache_views=cache_views, epochs=epochs, batch_size=batch_size, lr=lr, accum_steps=accum_steps, seed=seed,
                             workers=workers, max_steps=max_steps, category_column=category_column, category_weight=category_weight,
-                            batch_by=batch_by, batch_groups=batch_groups, caption_templates=tuple(caption_templates or ()),
+                            batch_by=batch_by, batch_groups=batch_groups, sketch_shards=tuple(sketch_shards or ()),
+                            sketch_pairs=sketch_pairs, caption_templates=tuple(caption_templates or ()),
                             val_queries=val_queries, val_category_map=str(val_category_map) if val_category_map else None,
                             device=device))
     overrides = {"shards": shards, "out": str(out), **typed}

@@ -73,10 +73,31 @@ class GatedFusion(Fusion):
         return g * sketch + (1 - g) * text
 
 
-FUSIONS = {"avg": AvgFusion, "concat": ConcatFusion, "gated": GatedFusion}
+class AgreementFusion(Fusion):
+    """The sketch weighs by how far it agrees with the words: w = max_weight · clip((cos(s, t) −
+    floor) / (full − floor), 0, 1), query = w·sketch + (1 − w)·text. A sketch the words contradict
+    (a doodle the towers misread) leaves the words' query as it is, and one that agrees with them
+    (the item's own outline) weighs as much as in the average. No parameters; `floor` and `full`
+    are where people's doodles and catalog edge maps sit (median cos 0.06 and 0.23 with the default
+    model on Myntra, docs/experiments.md)."""
+
+    def __init__(self, floor: float = 0.0, full: float = 0.4, max_weight: float = 0.5):
+        super().__init__()
+        self.floor, self.full, self.max_weight = floor, full, max_weight
+
+    def sketch_weight(self, sketch: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        agreement = (F.normalize(sketch, dim=-1) * F.normalize(text, dim=-1)).sum(-1, keepdim=True)
+        return self.max_weight * ((agreement - self.floor) / (self.full - self.floor)).clamp(0, 1)
+
+    def combine(self, sketch, text):
+        w = self.sketch_weight(sketch, text)
+        return w * sketch + (1 - w) * text
+
+
+FUSIONS = {"avg": AvgFusion, "agree": AgreementFusion, "concat": ConcatFusion, "gated": GatedFusion}
 
 
 def create_fusion(name: str, dim: int) -> Fusion:
     if name not in FUSIONS:
         raise FsbirError(f"unknown fusion {name!r}; choose one of {', '.join(FUSIONS)}")
-    return FUSIONS[name]() if name == "avg" else FUSIONS[name](dim)
+    return FUSIONS[name]() if name in ("avg", "agree") else FUSIONS[name](dim)

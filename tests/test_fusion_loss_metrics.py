@@ -111,3 +111,26 @@ def test_top_k_and_category_precision():
     assert category_precision_at_k(sim, [{"shoe", "hat"}], gallery, 2) == pytest.approx(1.0)
     assert category_chance([{"shoe"}, {"bag", "hat"}], gallery) == pytest.approx((2 / 4 + 2 / 4) / 2)
     assert category_chance([{"belt"}], gallery) == 0.0
+
+
+def test_agreement_fusion_keeps_the_words_when_the_sketch_contradicts_them():
+    from fsbir.retrieval.fusion import AgreementFusion, AvgFusion
+
+    torch.manual_seed(0)
+    text = F.normalize(torch.randn(4, 16), dim=-1)
+    other = F.normalize(torch.randn(4, 16), dim=-1)
+    contradicting = F.normalize(other - (other * text).sum(-1, keepdim=True) * text - 0.3 * text, dim=-1)  # cos < 0
+    agreeing = F.normalize(text + 0.5 * other, dim=-1)  # cos well above 0.4
+    fusion = AgreementFusion()
+    assert torch.allclose(fusion(contradicting, text), text, atol=1e-6)
+    assert torch.allclose(fusion(agreeing, text), AvgFusion()(agreeing, text), atol=1e-6)
+    halfway = F.normalize(0.2 * text + (1 - 0.04) ** 0.5 * F.normalize(
+        other - (other * text).sum(-1, keepdim=True) * text, dim=-1), dim=-1)  # cos = 0.2
+    w = fusion.sketch_weight(halfway, text)
+    assert torch.allclose(w, torch.full_like(w, 0.25), atol=1e-5)
+    has_text = torch.tensor([True, False, True, True])
+    out = fusion(contradicting, text, has_text=has_text)
+    assert torch.allclose(out[1], contradicting[1], atol=1e-6)  # no words: the drawing is the query
+    sketch = agreeing.clone().requires_grad_()
+    fusion(sketch, text).sum().backward()
+    assert sketch.grad.abs().sum() > 0

@@ -69,6 +69,12 @@ class TrainConfig:
     # groups ("articleType"), or "caption" clusters the captions' embeddings into groups. None: shuffled.
     batch_by: str | None = None
     batch_groups: int = 4
+    # Shard folders of the same catalog built in other sketch styles (build-dataset --sketch-style
+    # hed): each training sketch view is drawn from every style's views, matched by product id.
+    sketch_shards: tuple[str, ...] = ()
+    # People's drawings of training products (a CSV of sketch + product_id, as for eval --queries):
+    # a drawn product is queried by one of its drawings in half its steps, beside its edge map.
+    sketch_pairs: str | None = None
     # Human drawings that choose best.pt (a queries CSV or Quick, Draw! ndjson, as for `fsbir eval`),
     # searched against the val split; a category map as for eval.
     val_queries: str | None = None
@@ -115,8 +121,9 @@ class TrainConfig:
         if unknown:
             raise FsbirError(f"unknown training settings: {', '.join(sorted(unknown))}; "
                              f"known: {', '.join(sorted(known))}")
-        if isinstance(values.get("caption_templates"), list):  # from JSON or TOML
-            values = {**values, "caption_templates": tuple(values["caption_templates"])}
+        for name in ("caption_templates", "sketch_shards"):
+            if isinstance(values.get(name), list):  # from JSON or TOML
+                values = {**values, name: tuple(values[name])}
         if isinstance(values.get("augment"), dict):
             values = {**values, "augment": SketchAugment(**values["augment"])}
         return cls(**values)

@@ -158,11 +158,14 @@ def view_count(views: int, augment) -> int:
 
 
 def cache_features(towers: CachedTowers, shards: str, loader_cfg: LoaderConfig, pp, tokenizer, views: int,
-                   device: str, on_rows: Callable[[int], None] | None = None) -> FeatureTable:
+                   device: str, on_rows: Callable[[int], None] | None = None,
+                   sketch_shards: tuple[str, ...] = ()) -> FeatureTable:
     """Run the locked bodies over a split once; sketches once per view (view v draws its
     augmentations as epoch v would, so they depend only on the seed). Without augmentation there
     is one view. The text of the caption and of each of `loader_cfg.caption_templates` is cached.
-    Every row is read, in shard order; a repeated product is kept once."""
+    Every row is read, in shard order; a repeated product is kept once. `sketch_shards`: shard
+    folders of the same catalog drawn in other sketch styles; their sketches, matched by product
+    id, add as many views each (a product one lacks keeps its own clean sketch there)."""
     views = view_count(views, loader_cfg.augment)
     templates = loader_cfg.caption_templates
     loader_cfg = replace(loader_cfg, caption_templates=(),
@@ -172,10 +175,11 @@ def cache_features(towers: CachedTowers, shards: str, loader_cfg: LoaderConfig, 
     model.eval()
     photos, texts, sketches, ids, captions = [], [], [], [], []
     columns: dict[str, list] = {c: [] for c in loader_cfg.extra_columns}
-    for view in range(views):
-        first = view == 0
-        view_cfg = replace(loader_cfg, augment=None if first else loader_cfg.augment, drop_last=False, photos=first)
-        loader, dataset = make_loader(shards, view_cfg, pp, tokenizer, shuffle=False)
+    for folder, view in ((f, v) for f in (shards, *sketch_shards) for v in range(views)):
+        first = folder == shards and view == 0
+        view_cfg = replace(loader_cfg, augment=None if view == 0 else loader_cfg.augment, drop_last=False, photos=first,
+                           extra_columns=loader_cfg.extra_columns if first else ())
+        loader, dataset = make_loader(folder, view_cfg, pp, tokenizer, shuffle=False)
         dataset.set_epoch(view)
         seen: dict[str, torch.Tensor] = {}
         for batch in loader:
@@ -197,7 +201,8 @@ def cache_features(towers: CachedTowers, shards: str, loader_cfg: LoaderConfig, 
                     values += [batch[c][i] for i in keep]
             if on_rows:
                 on_rows(len(keep))
-        sketches.append(torch.stack([seen[pid] for pid in ids]))
+        own = sketches[0] if sketches else None
+        sketches.append(torch.stack([seen[pid] if pid in seen else own[i] for i, pid in enumerate(ids)]))
     model.train(was_training)
     return FeatureTable(photo=torch.cat(photos), sketch=torch.stack(sketches), text=torch.cat(texts, dim=1),
                         product_id=ids, caption=captions,
@@ -232,11 +237,35 @@ def caption_groups(text_features: torch.Tensor, size: int, seed: int, iterations
     return (x @ centres.T).argmax(dim=1).tolist()
 
 
+@dataclass
+class SketchPairs:
+    """People's drawings of training products (`--sketch-pairs`): body features, the row of the
+    product each one draws, and the share of a product's steps in which one of them is its query."""
+
+    features: torch.Tensor  # (M, D)
+    rows: torch.Tensor  # (M,) rows of the FeatureTable
+    rate: float = 0.5
+
+
+@torch.no_grad()
+def cache_sketch_pairs(towers: CachedTowers, sketches: torch.Tensor, product_ids: list, table: FeatureTable,
+                       device: str, rate: float = 0.5) -> tuple[SketchPairs, int]:
+    """The drawings of products in `table`, through the sketch body; also how many drew others."""
+    index = {pid: i for i, pid in enumerate(table.product_id)}
+    keep = [i for i, pid in enumerate(product_ids) if pid in index]
+    features = torch.cat([towers.bodies(None, sketches[chunk].to(device), None)["sketches"].cpu()
+                          for chunk in torch.tensor(keep, dtype=torch.long).split(64)]) if keep else torch.empty(0)
+    rows = torch.tensor([index[product_ids[i]] for i in keep], dtype=torch.long)
+    return SketchPairs(features, rows, rate), len(product_ids) - len(keep)
+
+
 def cached_batches(table: FeatureTable, batch_size: int, seed: int, epoch: int,
-                   category_key: str | None = None, groups: list | None = None, per_batch: int = 4) -> Iterator[dict]:
+                   category_key: str | None = None, groups: list | None = None, per_batch: int = 4,
+                   pairs: SketchPairs | None = None) -> Iterator[dict]:
     """An epoch of full batches over a cached split: a shuffled order (with `groups`, one in which
     each batch comes from about `per_batch` of them) and, for each row, one of its sketch views and
-    one of its texts, drawn from (seed, epoch) alone, so a resumed run replays them. With
+    one of its texts, drawn from (seed, epoch) alone, so a resumed run replays them. With `pairs`,
+    a product people drew is queried by one of their drawings at `pairs.rate`. With
     `category_key`, each batch carries the rows' categories under it, as a loader batch does."""
     generator = torch.Generator().manual_seed(seed * 1000 + epoch)
     n = len(table.product_id)
@@ -244,10 +273,18 @@ def cached_batches(table: FeatureTable, batch_size: int, seed: int, epoch: int,
     view = torch.randint(table.sketch.shape[0], (n,), generator=generator)
     texts = table.text.shape[0]  # with no templates, no draw: the generator's sequence stays as it was
     text = torch.randint(texts, (n,), generator=generator) if texts > 1 else torch.zeros(n, dtype=torch.long)
+    drawing = torch.full((n,), -1, dtype=torch.long)  # the person's drawing that queries each row, if any
+    if pairs is not None and len(pairs.rows):  # with no pairs, no draw: the sequence stays as it was
+        pick = torch.randperm(len(pairs.rows), generator=generator)  # one of a product's drawings, at random
+        drawing[pairs.rows[pick]] = pick
+        drawing[torch.rand(n, generator=generator) >= pairs.rate] = -1
     for start in range(0, n - batch_size + 1, batch_size):
         rows = order[start:start + batch_size]
-        batch = {"images": table.photo[rows], "sketches": table.sketch[view[rows], rows],
-                 "tokens": table.text[text[rows], rows]}
+        sketches = table.sketch[view[rows], rows]
+        drawn = drawing[rows] >= 0
+        if drawn.any():
+            sketches[drawn] = pairs.features[drawing[rows][drawn]]
+        batch = {"images": table.photo[rows], "sketches": sketches, "tokens": table.text[text[rows], rows]}
         if category_key:
             batch[category_key] = [table.category[i] for i in rows.tolist()]
         yield batch

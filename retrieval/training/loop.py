@@ -17,14 +17,14 @@ from fsbir.shardformat import count_ok_rows
 
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..data import LoaderConfig, check_columns, check_template_columns, make_loader
-from ..evaluate import pick_device
+from ..evaluate import load_human_queries, pick_device
 from ..factory import create_model
 from ..model_card import write_model_card
 from . import distributed
 from .config import TrainConfig
 from .distributed import World
 from .epoch import EpochProgress, train_one_epoch
-from .features import CachedTowers, cache_features, cached_batches, caption_groups, view_count
+from .features import CachedTowers, cache_features, cache_sketch_pairs, cached_batches, caption_groups, view_count
 from .optim import make_optimizer
 from .validate import load_val_queries, selection_score, validate
 
@@ -112,6 +112,9 @@ def _train(cfg: TrainConfig, resume: bool, world: World, device: str, on_step, o
     if n_train < 2:
         raise FsbirError(f"{cfg.shards} has {n_train} ok train rows; need at least 2")
     check_template_columns(cfg.shards, cfg.caption_templates)
+    for folder in cfg.sketch_shards:
+        if count_ok_rows(folder, "train") == 0:
+            raise FsbirError(f"--sketch-shards {folder} has no ok train rows")
     if cfg.batch_by not in (None, "caption"):
         check_columns(cfg.shards, (cfg.batch_by,), "--batch-by names")
     schedule = Schedule.plan(cfg, n_train, world)
@@ -150,9 +153,11 @@ def _train(cfg: TrainConfig, resume: bool, world: World, device: str, on_step, o
     categories = (cfg.category_column,) if cfg.category_weight else ()
     val_table = None
     if towers is None:
-        if cfg.batch_by:
-            raise FsbirError("--batch-by fills batches from cached features: it needs locked towers "
-                             "(--freeze towers, the CPU default) and --cache-views 1 or more")
+        for option, given in (("--batch-by", cfg.batch_by), ("--sketch-shards", cfg.sketch_shards),
+                              ("--sketch-pairs", cfg.sketch_pairs)):
+            if given:
+                raise FsbirError(f"{option} works on cached features: it needs locked towers "
+                                 "(--freeze towers, the CPU default) and --cache-views 1 or more")
         loader_cfg = LoaderConfig(batch_size=schedule.rank_batch, split="train", shuffle_buffer=cfg.shuffle_buffer,
                                   seed=cfg.seed, workers=cfg.workers, drop_last=True, augment=cfg.augment,
                                   rank=world.rank, world=world.size, extra_columns=categories,
@@ -165,24 +170,35 @@ def _train(cfg: TrainConfig, resume: bool, world: World, device: str, on_step, o
     else:
         views = view_count(cfg.cache_views, cfg.augment)
         n_val = count_ok_rows(cfg.shards, "val") if has_val and world.is_main else 0
-        total = views * -(-n_train // world.size) + n_val
+        total = views * (1 + len(cfg.sketch_shards)) * -(-n_train // world.size) + n_val
         report = (lambda n: on_features(n, total)) if on_features else None
         group_column = (cfg.batch_by,) if cfg.batch_by not in (None, "caption") else ()
         feature_cfg = LoaderConfig(batch_size=64, split="train", seed=cfg.seed, workers=cfg.workers, drop_last=False,
                                    augment=cfg.augment, rank=world.rank, world=world.size,
                                    extra_columns=tuple(dict.fromkeys(categories + group_column)),
                                    caption_templates=cfg.caption_templates)
-        train_table = cache_features(towers, cfg.shards, feature_cfg, pp, tokenizer, views, device, report)
+        train_table = cache_features(towers, cfg.shards, feature_cfg, pp, tokenizer, views, device, report,
+                                     cfg.sketch_shards)
         if n_val:
             val_cfg = LoaderConfig(batch_size=64, split="val", workers=cfg.workers, drop_last=False,
                                    extra_columns=(cfg.category_column,) if cfg.category_column else ())
             val_table = cache_features(towers, cfg.shards, val_cfg, pp, tokenizer, 1, device, report)
 
         groups = batch_groups(cfg, train_table, schedule.rank_batch)
+        pairs = None
+        if cfg.sketch_pairs:
+            drawn = load_human_queries(cfg.sketch_pairs, pp, None, None)
+            pairs, elsewhere = cache_sketch_pairs(towers, drawn["sketches"], drawn["product_id"], train_table, device)
+            if world.is_main:  # what was used, beside the run's config
+                (out / "sketch_pairs.json").write_text(json.dumps({
+                    "file": cfg.sketch_pairs, "drawings_used": len(pairs.rows),
+                    "products_drawn": len(set(pairs.rows.tolist())), "drawings_of_other_products": elsewhere}) + "\n")
+            if not len(pairs.rows):
+                raise FsbirError(f"none of the drawings in {cfg.sketch_pairs} draws a product of the train split")
 
         def epoch_batches(epoch: int):
             return cached_batches(train_table, schedule.rank_batch, cfg.seed, epoch, categories[0] if categories else None,
-                                  groups, cfg.batch_groups)
+                                  groups, cfg.batch_groups, pairs)
     record: dict = {}
 
     def checkpoint(epochs_done: int, metrics: dict, partial_epoch: EpochProgress | None, name: str) -> None:
