@@ -174,6 +174,7 @@ def train(
     model: str = typer.Option(default(TrainConfig, "model"), help="Shipped config (fsbir-effnet-lite0-minilm, fsbir-tiny-minilm, fsbir-tiny), open_clip name (ViT-B-32) or a JSON config file."),
     pretrained: str = typer.Option(default(TrainConfig, "pretrained"), help="open_clip tag (laion2b_s34b_b79k, openai), a local checkpoint file, or none."),
     fusion: str = typer.Option(default(TrainConfig, "fusion"), help="avg (the mean) | agree (the sketch weighs by its agreement with the words: a doodle the words contradict leaves them as they are) | concat | gated."),
+    query_fusion: Optional[str] = typer.Option(None, help="How eval, index, search and serve fuse a query, if not as trained: avg | agree (parameter-free). E.g. --fusion avg --query-fusion agree."),
     sketch_tower: str = typer.Option(default(TrainConfig, "sketch_tower"), help="shared (photos and sketches through one vision tower) | separate."),
     freeze: str = typer.Option(default(TrainConfig, "freeze"), help="Pretrained towers: towers (train only their projections), none (fine-tune them), auto (towers on CPU, none on GPU)."),
     unlocked_groups: int = typer.Option(default(TrainConfig, "unlocked_groups"), help="With --freeze towers: layer groups at the top of a pretrained vision tower left trainable."),
@@ -204,7 +205,7 @@ def train(
     from fsbir.pipelines.terminal import train_with_progress
     from fsbir.retrieval.training import load_config, saved_config
 
-    typed = given(ctx, dict(model=model, pretrained=pretrained, fusion=fusion, sketch_tower=sketch_tower,
+    typed = given(ctx, dict(model=model, pretrained=pretrained, fusion=fusion, query_fusion=query_fusion, sketch_tower=sketch_tower,
                             freeze=freeze, unlocked_groups=unlocked_groups, cache_views=cache_views, epochs=epochs, batch_size=batch_size, lr=lr, accum_steps=accum_steps, seed=seed,
                             workers=workers, max_steps=max_steps, category_column=category_column, category_weight=category_weight,
                             batch_by=batch_by, batch_groups=batch_groups, sketch_shards=tuple(sketch_shards or ()),

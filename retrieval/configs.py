@@ -19,6 +19,7 @@ class ModelSpec:
     pretrained: str = "none"
     fusion: str = "avg"
     sketch_tower: str = "shared"
+    query_fusion: str | None = None  # None: queries fused as in training
 
 
 @dataclass(frozen=True, kw_only=True)

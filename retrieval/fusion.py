@@ -95,6 +95,7 @@ class AgreementFusion(Fusion):
 
 
 FUSIONS = {"avg": AvgFusion, "agree": AgreementFusion, "concat": ConcatFusion, "gated": GatedFusion}
+QUERY_FUSIONS = ("avg", "agree")  # the parameter-free ones, which any trained model can query with
 
 
 def create_fusion(name: str, dim: int) -> Fusion:

@@ -10,7 +10,7 @@ from torch import nn
 
 from fsbir import FsbirError
 
-from .fusion import create_fusion
+from .fusion import QUERY_FUSIONS, create_fusion
 
 
 class ColourStats(nn.Module):
@@ -38,7 +38,7 @@ class FsbirModel(nn.Module):
     vision tower's output (photos and sketches alike)."""
 
     def __init__(self, clip: nn.Module, embed_dim: int, fusion: str = "avg", sketch_tower: str = "shared",
-                 pretrained_modules: frozenset[str] = frozenset(), colour_grid: int = 0):
+                 pretrained_modules: frozenset[str] = frozenset(), colour_grid: int = 0, query_fusion: str | None = None):
         super().__init__()
         self.clip = clip
         self.embed_dim = embed_dim
@@ -49,6 +49,11 @@ class FsbirModel(nn.Module):
         # A separate sketch tower starts as a copy of the photo tower (pretrained weights included).
         self.sketch_visual = copy.deepcopy(clip.visual) if sketch_tower == "separate" else None
         self.fusion = create_fusion(fusion, embed_dim)
+        # Queries (eval, index, search, validation) may be fused by another parameter-free rule than
+        # the one trained with: trained as the average, queried by agreement.
+        if query_fusion not in (None, *QUERY_FUSIONS):
+            raise FsbirError(f"query fusion must be one of {', '.join(QUERY_FUSIONS)} (parameter-free), not {query_fusion!r}")
+        self.query_fusion = create_fusion(query_fusion, embed_dim) if query_fusion else self.fusion
         self.colour = ColourStats(colour_grid, embed_dim) if colour_grid else None
 
     def lock_pretrained_towers(self, unlocked_groups: int = 0) -> None:
@@ -108,7 +113,7 @@ class FsbirModel(nn.Module):
                      has_sketch: torch.Tensor | None = None, has_text: torch.Tensor | None = None) -> torch.Tensor:
         s = self.encode_sketch(sketches) if sketches is not None else None
         t = self.encode_text(tokens) if tokens is not None else None
-        return self.fusion(s, t, has_sketch, has_text)
+        return self.query_fusion(s, t, has_sketch, has_text)
 
     def forward(self, images, sketches, tokens, has_sketch=None, has_text=None):
         """(photo, fused query, sketch, text) embeddings, all L2-normalised, and the log logit

@@ -70,7 +70,9 @@ def write_model_card(cfg, record: dict, seconds: float, device: str) -> Path:
              f"Trained by fsbir {__version__} with `fsbir train` (settings in `config.json`; checkpoints in "
              "`checkpoints/`, `best.pt` chosen on the val split).", "",
              "## Model", "",
-             f"- config: `{spec.model}`, fusion `{spec.fusion}`, sketch tower `{spec.sketch_tower}`",
+             f"- config: `{spec.model}`, fusion `{spec.fusion}`"
+             + (f" (queries fused by `{spec.query_fusion}`)" if spec.query_fusion else "")
+             + f", sketch tower `{spec.sketch_tower}`",
              "- pretrained towers: " + ("locked (only their projections, the fusion and the temperature trained)"
                                         if cfg.freeze_on(device) else "fine-tuned"), "",
              "## Base weights and licences", ""]

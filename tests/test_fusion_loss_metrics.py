@@ -5,6 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from fsbir import FsbirError
+
 from fsbir.retrieval.fusion import FUSIONS, create_fusion
 from fsbir.retrieval.loss import category_nce, info_nce, same_category
 from fsbir.retrieval.metrics import (category_chance, category_precision_at_k, mean_reciprocal_rank, median_rank, ranks_of_targets,
@@ -134,3 +136,30 @@ def test_agreement_fusion_keeps_the_words_when_the_sketch_contradicts_them():
     sketch = agreeing.clone().requires_grad_()
     fusion(sketch, text).sum().backward()
     assert sketch.grad.abs().sum() > 0
+
+
+def test_a_query_fusion_other_than_the_trained_one_reaches_every_query_path(tmp_path, demo_shards):
+    """--fusion avg --query-fusion agree: trained as the average; eval and search fuse by agreement."""
+    from fsbir.retrieval.checkpoint import model_from_checkpoint
+    from fsbir.retrieval.evaluate import fuse
+    from fsbir.retrieval.fusion import AgreementFusion, AvgFusion
+    from fsbir.retrieval.training import TrainConfig, train
+
+    train(TrainConfig(shards=str(demo_shards), out=str(tmp_path / "run"), model="fsbir-tiny", epochs=1, batch_size=8,
+                      workers=0, warmup_steps=2, query_fusion="agree"))
+    model, _, _, ckpt = model_from_checkpoint(tmp_path / "run")
+    assert ckpt["model_spec"]["query_fusion"] == "agree"
+    assert isinstance(model.fusion, AvgFusion) and isinstance(model.query_fusion, AgreementFusion)
+    t = unit(6, model.embed_dim, 1)
+    s = F.normalize(unit(6, model.embed_dim, 0) - 2 * t, dim=-1)  # a drawing the words contradict
+    assert torch.allclose(fuse(model, s, t), t, atol=1e-5)
+    assert not torch.allclose(model.fusion(s, t), t, atol=1e-2)  # the trained average would not keep them
+    assert "queries fused by `agree`" in (tmp_path / "run" / "MODEL_CARD.md").read_text()
+    with pytest.raises(FsbirError, match="query fusion must be one of avg, agree"):
+        create_model_with(query_fusion="gated")
+
+
+def create_model_with(**spec):
+    from fsbir.retrieval.factory import ModelSpec, create_model
+
+    return create_model(ModelSpec(model="fsbir-tiny", **spec))

@@ -26,6 +26,7 @@ class TrainConfig:
     model: str = DEFAULT_MODEL
     pretrained: str = "none"
     fusion: str = "avg"
+    query_fusion: str | None = None  # how queries are fused after training (avg | agree); None: as `fusion`
     sketch_tower: str = "shared"
     # Pretrained towers: "towers" trains only their projections (and the last `unlocked_groups` layer
     # groups), "none" fine-tunes them whole; "auto" is "towers" on a CPU (what a CPU can afford,
@@ -104,7 +105,7 @@ class TrainConfig:
 
     @property
     def spec(self) -> ModelSpec:
-        return ModelSpec(model=self.model, pretrained=self.pretrained, fusion=self.fusion,
+        return ModelSpec(model=self.model, pretrained=self.pretrained, fusion=self.fusion, query_fusion=self.query_fusion,
                          sketch_tower=self.sketch_tower)
 
     def freeze_on(self, device: str) -> bool:
