@@ -3,14 +3,13 @@
 --hed-size in batches of --batch, thinning, encode), at each detector size asked for.
 
     python bench/sketch_styles.py CATALOG [--id-column id --caption-column productDisplayName
-        --image-pattern 'images/{id}.jpg'] [--rows 64] [--sizes 128 160 256] [--batch 8]
+        --image-pattern 'images/{id}.jpg'] [--image-size 256] [--rows 64] [--sizes 128 160 256] [--batch 8]
 
 One thread (torch and OpenCV), as a build worker runs with one worker per core; the rows/s of a
 build with N workers is about N times this on N free cores.
 """
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import replace
 
@@ -19,10 +18,11 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from fsbir.pipelines.catalog import CatalogSpec, read_catalog
 from fsbir.retrieval.hed import ContourDetector
 from fsbir.sketchgen import ContourParams, SketchSettings, detector_input, finish_pair, make_pair, prepare_pair
 from fsbir.sketchgen.pair import PairSettings
+
+from build_dataset import catalog_parser, usable_rows
 
 
 def canny_seconds(images: list[tuple[bytes, str]], settings: PairSettings) -> float:
@@ -46,28 +46,18 @@ def hed_seconds(images: list[tuple[bytes, str]], settings: PairSettings, detecto
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("catalog")
-    ap.add_argument("--id-column")
-    ap.add_argument("--caption-column")
-    ap.add_argument("--image-pattern")
+    ap = catalog_parser(__doc__)
     ap.add_argument("--rows", type=int, default=64)
     ap.add_argument("--sizes", type=int, nargs="+", default=[128, 160, 256])
     ap.add_argument("--batch", type=int, default=8)
     args = ap.parse_args()
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
-    spec = CatalogSpec(args.catalog, id_column=args.id_column, caption_column=args.caption_column,
-                       image_pattern=args.image_pattern)
-    rows = read_catalog(spec)
     images = []
-    for row in rows:
-        if row.status == "ok":
-            with open(row.image_path, "rb") as fh:
-                images.append((fh.read(), row.caption))
-        if len(images) == args.rows:
-            break
-    base = PairSettings()
+    for row in usable_rows(args)[:args.rows]:
+        with open(row.image_path, "rb") as fh:
+            images.append((fh.read(), row.caption))
+    base = PairSettings(image_size=args.image_size)
     detector = ContourDetector(threads=1)
     canny = canny_seconds(images, base)
     table = Table(title=f"sketch styles, {len(images)} photos, one core")
