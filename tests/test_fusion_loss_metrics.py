@@ -138,6 +138,7 @@ def test_agreement_fusion_keeps_the_words_when_the_sketch_contradicts_them():
     assert sketch.grad.abs().sum() > 0
 
 
+@pytest.mark.slow
 def test_a_query_fusion_other_than_the_trained_one_reaches_every_query_path(tmp_path, demo_shards):
     """--fusion avg --query-fusion agree: trained as the average; eval and search fuse by agreement."""
     from fsbir.retrieval.checkpoint import model_from_checkpoint

@@ -137,6 +137,7 @@ def test_a_failing_detector_fails_its_rows_not_the_shard(tmp_path, monkeypatch):
     assert (readable["status"] == "processing_error").all()
 
 
+@pytest.mark.slow
 def test_the_cli_refuses_a_missing_weights_file_in_one_line(demo_catalog, tmp_path):
     script = Path(sys.executable).with_name("fsbir")
     result = subprocess.run([str(script), "build-dataset", str(demo_catalog), str(tmp_path / "out"), "--sketch-style",
