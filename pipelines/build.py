@@ -233,7 +233,9 @@ def prepare_build(config: BuildConfig) -> PreparedBuild:
     """Open the catalog and claim the output folder; catalog and folder problems raise here."""
     out = Path(config.out_dir)
     if config.sketch.style == "hed":  # a missing weights file fails now, not in every row
-        check_contour_weights(config.contour_weights)
+        from fsbir.retrieval.hed import HED_WEIGHTS, resolve_weights
+
+        resolve_weights(config.contour_weights or HED_WEIGHTS)
     extra_columns, rows = open_catalog(config.catalog)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -252,16 +254,6 @@ def prepare_build(config: BuildConfig) -> PreparedBuild:
         lock.release()
         raise
     return PreparedBuild(config, out, extra_columns, rows, lock)
-
-
-def check_contour_weights(path: str | None) -> None:
-    from fsbir.retrieval.hed import HED_WEIGHTS, resolve_weights
-
-    resolve_weights(path or HED_WEIGHTS)
-    try:
-        import h5py  # noqa: F401
-    except ImportError:
-        raise FsbirError("the hed sketch style reads its weights with h5py: pip install h5py") from None
 
 
 def run_build(config: BuildConfig, on_rows: Callable[[int], None] = lambda n: None,

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -91,10 +90,7 @@ def finish_pair(prepared: PreparedPair, settings: PairSettings = PairSettings(),
     )
 
 
-def make_pair(data: bytes, caption: str | None, settings: PairSettings = PairSettings(),
-              detector: Callable[[list[np.ndarray]], list[np.ndarray]] | None = None) -> SketchPair:
-    """One image + caption → (photo, sketch). The hed style needs `detector` (images → edge
-    probabilities); a batch of rows goes through `prepare_pair` / `finish_pair` instead."""
-    prepared = prepare_pair(data, caption, settings)
-    contours = detector([detector_input(prepared, settings)])[0] if settings.sketch.style == "hed" and detector else None
-    return finish_pair(prepared, settings, contours)
+def make_pair(data: bytes, caption: str | None, settings: PairSettings = PairSettings()) -> SketchPair:
+    """One image + caption → (photo, sketch) in the Canny style; the hed style's detector runs
+    between `prepare_pair` and `finish_pair`, on a batch of rows."""
+    return finish_pair(prepare_pair(data, caption, settings), settings)
