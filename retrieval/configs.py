@@ -20,6 +20,7 @@ class ModelSpec:
     fusion: str = "avg"
     sketch_tower: str = "shared"
     query_fusion: str | None = None  # None: queries fused as in training
+    colour_weight: float = 0.0  # > 0: a colour head (retrieval/colour.py); 0 for checkpoints that predate it
 
 
 @dataclass(frozen=True, kw_only=True)

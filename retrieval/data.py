@@ -187,6 +187,7 @@ class ShardBatches(IterableDataset):
             "tokens": self.tokenizer(texts),
             "product_id": [r["product_id"] for r in rows],
             "caption": [r["caption"] or "" for r in rows],
+            "texts": texts,  # what the tokens say (the caption or a template's text)
         }
         for c in self.cfg.extra_columns + template_columns(self.cfg.caption_templates):
             out[c] = [r.get(c) for r in rows]

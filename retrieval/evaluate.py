@@ -70,15 +70,14 @@ def embed_split(model, shards: str, split: str, pp: Preprocess, tokenizer: Calla
 @torch.no_grad()
 def fuse(model, sketch: torch.Tensor | None, text: torch.Tensor | None,
          has_sketch: torch.Tensor | None = None, has_text: torch.Tensor | None = None) -> torch.Tensor:
-    """The model's fused query (its query fusion), in eval mode; the masks say which rows lack a modality."""
-    fusion = model.query_fusion
-    fusion.eval()
-    p = next(fusion.parameters(), None)
-    dev = p.device if p is not None else torch.device("cpu")
+    """The model's fused query (its query fusion, and the words' colour block), in eval mode; the
+    masks say which rows lack a modality."""
+    model.query_fusion.eval()
+    dev = next(model.parameters()).device
     s = sketch.to(dev) if sketch is not None else None
     t = text.to(dev) if text is not None else None
     masks = [m.to(dev) if m is not None else None for m in (has_sketch, has_text)]
-    return fusion(s, t, *masks).float().cpu()
+    return model.fuse_queries(s, t, *masks).float().cpu()
 
 
 def catalog_metrics(model, emb: dict, k: int) -> dict:

@@ -148,7 +148,8 @@ def create_model(spec: ModelSpec, device: str | torch.device = "cpu") -> tuple[F
         if not pretrained:
             clip.logit_scale.fill_(math.log(1 / 0.07))
     model = FsbirModel(clip, cfg["embed_dim"], spec.fusion, spec.sketch_tower, pretrained_modules=frozenset(modules),
-                       colour_grid=int(own.get("colour_grid", 0)), query_fusion=spec.query_fusion).to(device)
+                       colour_grid=int(own.get("colour_grid", 0)), query_fusion=spec.query_fusion,
+                       colour_weight=spec.colour_weight).to(device)
     pp = {**(clip.visual.preprocess_cfg if hasattr(clip.visual, "preprocess_cfg") else {}),
           **{k: own[k] for k in ("mean", "std") if k in own}}
     size = cfg["vision_cfg"]["image_size"]

@@ -10,6 +10,7 @@ from torch import nn
 
 from fsbir import FsbirError
 
+from .colour import ColourHead, layout_stats
 from .fusion import QUERY_FUSIONS, create_fusion
 
 
@@ -27,21 +28,22 @@ class ColourStats(nn.Module):
         nn.init.zeros_(self.proj.bias)
 
     def stats(self, images: torch.Tensor) -> torch.Tensor:
-        layout = F.adaptive_avg_pool2d(images.float(), self.grid).flatten(1)
-        return torch.cat([layout, images.float().flatten(2).std(dim=2)], dim=1)
+        return layout_stats(images, self.grid)
 
 
 class FsbirModel(nn.Module):
     """`pretrained_modules` names the submodules whose weights came pretrained ("clip.visual" for
     a whole CLIP tower, "clip.visual.trunk" for a trunk whose projection is new), so training can
     give them a smaller learning rate and lock them. `colour_grid` > 0 adds `ColourStats` to the
-    vision tower's output (photos and sketches alike)."""
+    vision tower's output (photos and sketches alike). `colour_weight` > 0 adds a `ColourHead`:
+    the embeddings then end in its colour block, `embed_dim` = `joint_dim` + the colour names."""
 
     def __init__(self, clip: nn.Module, embed_dim: int, fusion: str = "avg", sketch_tower: str = "shared",
-                 pretrained_modules: frozenset[str] = frozenset(), colour_grid: int = 0, query_fusion: str | None = None):
+                 pretrained_modules: frozenset[str] = frozenset(), colour_grid: int = 0, query_fusion: str | None = None,
+                 colour_weight: float = 0.0):
         super().__init__()
         self.clip = clip
-        self.embed_dim = embed_dim
+        self.joint_dim = embed_dim
         self.pretrained_modules = frozenset(pretrained_modules)
         self._frozen_norms: list[nn.Module] = []
         if sketch_tower not in ("shared", "separate"):
@@ -55,6 +57,12 @@ class FsbirModel(nn.Module):
             raise FsbirError(f"query fusion must be one of {', '.join(QUERY_FUSIONS)} (parameter-free), not {query_fusion!r}")
         self.query_fusion = create_fusion(query_fusion, embed_dim) if query_fusion else self.fusion
         self.colour = ColourStats(colour_grid, embed_dim) if colour_grid else None
+        self.colour_head = ColourHead(embed_dim, colour_weight) if colour_weight > 0 else None
+
+    @property
+    def embed_dim(self) -> int:
+        """The width of what encode_image / encode_sketch / encode_text / encode_query return."""
+        return self.joint_dim + (self.colour_head.width if self.colour_head is not None else 0)
 
     def lock_pretrained_towers(self, unlocked_groups: int = 0) -> None:
         """Freeze the pretrained towers but their projections and the vision tower's last
@@ -93,37 +101,108 @@ class FsbirModel(nn.Module):
 
     def visual_embedding(self, features: torch.Tensor, colour_stats: torch.Tensor | None) -> torch.Tensor:
         """A vision tower's output (plus the projected colour statistics, when the model has them)
-        → the unit embedding of a photo or sketch."""
+        → the unit joint embedding of a photo or sketch."""
         return F.normalize(features if self.colour is None else features + self.colour.proj(colour_stats), dim=-1)
 
-    def _colour_stats(self, images: torch.Tensor) -> torch.Tensor | None:
-        return None if self.colour is None else self.colour.stats(images)
+    def pixel_stats(self, images: torch.Tensor) -> torch.Tensor | None:
+        """What the model reads from the pixels beside the tower: ColourStats' and the colour
+        head's layouts, side by side (None when it has neither)."""
+        parts = [m.stats(images) for m in (self.colour, self.colour_head) if m is not None]
+        return torch.cat(parts, dim=1) if parts else None
+
+    @property
+    def pixel_stats_width(self) -> int:
+        return ((self.colour.proj.in_features if self.colour is not None else 0)
+                + (self.colour_head.stats_width if self.colour_head is not None else 0))
+
+    def split_pixel_stats(self, stats: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """`pixel_stats`' output → (ColourStats' part, the colour head's part)."""
+        if stats is None:
+            return None, None
+        first = self.colour.proj.in_features if self.colour is not None else 0
+        return (stats[:, :first] if self.colour is not None else None,
+                stats[:, first:] if self.colour_head is not None else None)
+
+    def joint_and_colour(self, features: torch.Tensor, stats: torch.Tensor | None,
+                         photo: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A vision tower's output and `pixel_stats` → (unit joint embedding, colour logits of a
+        photo or None)."""
+        colour_stats, head_stats = self.split_pixel_stats(stats)
+        joint = self.visual_embedding(features, colour_stats)
+        logits = self.colour_head.photo_logits(joint, head_stats) if photo and self.colour_head is not None else None
+        return joint, logits
+
+    def text_and_colour(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The text tower's output → (unit joint embedding, colour logits or None)."""
+        joint = F.normalize(features, dim=-1)
+        return joint, self.colour_head.text_logits(joint) if self.colour_head is not None else None
+
+    def with_colour(self, joint: torch.Tensor, block: torch.Tensor | None) -> torch.Tensor:
+        """The joint embedding followed by its colour block (zeros where there is none, as for a
+        sketch); the joint embedding alone when the model has no colour head."""
+        if self.colour_head is None:
+            return joint
+        return torch.cat([joint, block if block is not None else joint.new_zeros(len(joint), self.colour_head.width)], dim=1)
+
+    def photo_vector(self, joint: torch.Tensor, logits: torch.Tensor | None) -> torch.Tensor:
+        return self.with_colour(joint, self.colour_head.photo_block(logits) if logits is not None else None)
+
+    def text_vector(self, joint: torch.Tensor, logits: torch.Tensor | None) -> torch.Tensor:
+        return self.with_colour(joint, self.colour_head.text_block(logits) if logits is not None else None)
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
-        return self.visual_embedding(self.clip.encode_image(images), self._colour_stats(images))
+        return self.photo_vector(*self.joint_and_colour(self.clip.encode_image(images), self.pixel_stats(images), photo=True))
 
     def encode_sketch(self, sketches: torch.Tensor) -> torch.Tensor:
         tower = self.sketch_visual if self.sketch_visual is not None else self.clip.visual
-        return self.visual_embedding(tower(sketches), self._colour_stats(sketches))
+        joint, _ = self.joint_and_colour(tower(sketches), self.pixel_stats(sketches), photo=False)
+        return self.with_colour(joint, None)
 
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.clip.encode_text(tokens), dim=-1)
+        return self.text_vector(*self.text_and_colour(self.clip.encode_text(tokens)))
+
+    def fuse_queries(self, sketch: torch.Tensor | None, text: torch.Tensor | None,
+                     has_sketch: torch.Tensor | None = None, has_text: torch.Tensor | None = None) -> torch.Tensor:
+        """Encoded sketches and texts (either may be None) → queries: the query fusion joins their
+        joint embeddings; the colour block is the text's, where a query has one."""
+        d = self.joint_dim
+        joint = self.query_fusion(sketch[:, :d] if sketch is not None else None, text[:, :d] if text is not None else None,
+                                  has_sketch, has_text)
+        if self.colour_head is None:
+            return joint
+        block = text[:, d:] if text is not None else None
+        if block is not None and has_text is not None:
+            block = block * has_text.to(block.device, block.dtype)[:, None]
+        return self.with_colour(joint, block)
 
     def encode_query(self, sketches: torch.Tensor | None, tokens: torch.Tensor | None,
                      has_sketch: torch.Tensor | None = None, has_text: torch.Tensor | None = None) -> torch.Tensor:
         s = self.encode_sketch(sketches) if sketches is not None else None
         t = self.encode_text(tokens) if tokens is not None else None
-        return self.query_fusion(s, t, has_sketch, has_text)
+        return self.fuse_queries(s, t, has_sketch, has_text)
 
     def forward(self, images, sketches, tokens, has_sketch=None, has_text=None):
-        """(photo, fused query, sketch, text) embeddings, all L2-normalised, and the log logit
-        scale, returned as open_clip's CLIP returns its scale: a DDP wrapper must see every
-        parameter the loss uses come out of forward (a copy, since a bare leaf is not traced)."""
+        """(photo, fused query, sketch, text) joint embeddings, all L2-normalised, the log logit
+        scale, returned as open_clip's CLIP returns its scale, and the (photo, text) colour logits
+        (None without a colour head): a DDP wrapper must see every parameter the loss uses come out
+        of forward (the scale a copy, since a bare leaf is not traced)."""
+        n = len(images)
         if self.sketch_visual is None:
             # One pass through the shared tower for photos and sketches together.
-            both = self.encode_image(torch.cat([images, sketches]))
-            photos, sketch_emb = both[: len(images)], both[len(images):]
+            both = torch.cat([images, sketches])
+            features, stats = self.clip.encode_image(both), self.pixel_stats(both)
+            photo_f, sketch_f = features[:n], features[n:]
+            photo_s, sketch_s = (stats[:n], stats[n:]) if stats is not None else (None, None)
         else:
-            photos, sketch_emb = self.encode_image(images), self.encode_sketch(sketches)
-        text_emb = self.encode_text(tokens)
-        return photos, self.fusion(sketch_emb, text_emb, has_sketch, has_text), sketch_emb, text_emb, self.logit_scale.clone()
+            photo_f, photo_s = self.clip.encode_image(images), self.pixel_stats(images)
+            sketch_f, sketch_s = self.sketch_visual(sketches), self.pixel_stats(sketches)
+        photos, photo_logits = self.joint_and_colour(photo_f, photo_s, photo=True)
+        sketch_emb, _ = self.joint_and_colour(sketch_f, sketch_s, photo=False)
+        text_emb, text_logits = self.text_and_colour(self.clip.encode_text(tokens))
+        return self.joint_outputs(photos, sketch_emb, text_emb, photo_logits, text_logits, has_sketch, has_text)
+
+    def joint_outputs(self, photos, sketch_emb, text_emb, photo_logits, text_logits, has_sketch, has_text) -> tuple:
+        """forward's return, shared with the cached-feature model (training/features.py)."""
+        colour = (photo_logits, text_logits) if self.colour_head is not None else None
+        return (photos, self.fusion(sketch_emb, text_emb, has_sketch, has_text), sketch_emb, text_emb,
+                self.logit_scale.clone(), colour)

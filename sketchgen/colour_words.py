@@ -25,8 +25,14 @@ def _pattern(words: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile(rf"(?<![^\W_])(?:{body})(?![^\W_])")
 
 
+def find_words(text: str | None, words: Iterable[str]) -> list[str]:
+    """The words of `words` that `text` names (case-folded, whole words, the longest first where
+    two overlap: "navy blue" is one colour, not navy and blue), in order of appearance."""
+    if not text:
+        return []
+    return _pattern(tuple(words)).findall(text.casefold())
+
+
 def needs_light_item_path(caption: str | None, words: Iterable[str] = DEFAULT_LIGHT_WORDS) -> bool:
     """True when the caption (case-folded, whole-word match) names one of the light-colour words."""
-    if not caption:
-        return False
-    return _pattern(tuple(words)).search(caption.casefold()) is not None
+    return bool(find_words(caption, words))

@@ -9,6 +9,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from fsbir.cli import app
+from fsbir.retrieval.colour import COLOUR_NAMES
 from fsbir.shardformat import shard_files
 from fsbir.retrieval.index import IndexMismatchError, SearchEngine, make_faiss_index
 
@@ -24,8 +25,10 @@ def test_index_files_and_alignment(demo_index, demo_shards):
     assert meta["count"] == 64 and meta["index_type"] == "flat" and len(meta["model_fingerprint"]) == 64
     emb = np.load(demo_index / "embeddings.npy")
     items = pq.read_table(demo_index / "items.parquet")
-    assert emb.shape == (64, 128) and items.num_rows == 64
-    assert np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-4)
+    # the unit joint embedding, then the colour head's block: √weight · P(colour | photo)
+    assert emb.shape == (64, 128 + len(COLOUR_NAMES)) and items.num_rows == 64
+    assert np.allclose(np.linalg.norm(emb[:, :128], axis=1), 1, atol=1e-4)
+    assert (emb[:, 128:] >= 0).all() and np.allclose(emb[:, 128:].sum(1), 0.3 ** 0.5, atol=1e-4)
     assert {"product_id", "caption", "category", "image"} <= set(items.column_names)
 
 
@@ -43,7 +46,9 @@ def test_engine_matches_brute_force(demo_index):
 def test_item_photo_retrieves_itself_with_its_own_embedding(demo_index):
     engine = SearchEngine(demo_index)
     emb = np.load(demo_index / "embeddings.npy")
-    scores, rows = engine.search_vectors(emb[7:8], 1)
+    query = emb[7:8].copy()
+    query[:, 128:] = 0  # a query that names no colour
+    scores, rows = engine.search_vectors(query, 1)
     assert rows[0][0] == 7 and scores[0][0] == pytest.approx(1.0, abs=1e-4)
 
 

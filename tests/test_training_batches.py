@@ -113,7 +113,7 @@ def test_peoples_drawings_of_training_products_replace_their_sketch_at_the_rate(
     n, d = 40, 6
     table = FeatureTable(photo=torch.arange(n).float()[:, None].repeat(1, d), sketch=torch.zeros(1, n, d),
                          text=torch.zeros(1, n, d), product_id=[f"p{i}" for i in range(n)], caption=[""] * n,
-                         category=[None] * n)
+                         category=[None] * n, texts=[[""] * n])
     drawn_rows = torch.tensor([3, 3, 7, 11])
     pairs = SketchPairs(features=torch.tensor([1.0, 2.0, 3.0, 4.0])[:, None].repeat(1, d), rows=drawn_rows, rate=0.5)
     used = {3: set(), 7: set(), 11: set()}

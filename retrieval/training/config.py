@@ -28,6 +28,9 @@ class TrainConfig:
     fusion: str = "avg"
     query_fusion: str | None = None  # how queries are fused after training (avg | agree); None: as `fusion`
     sketch_tower: str = "shared"
+    # The colour head (retrieval/colour.py): search adds this × P(photo in the colour the words name)
+    # to the cosine; the head learns from the captions' colour words. 0 = no head.
+    colour_weight: float = 0.3
     # Pretrained towers: "towers" trains only their projections (and the last `unlocked_groups` layer
     # groups), "none" fine-tunes them whole; "auto" is "towers" on a CPU (what a CPU can afford,
     # with cached features) and "none" on a GPU.
@@ -95,6 +98,7 @@ class TrainConfig:
             (self.unlocked_groups >= 0, f"unlocked-groups must be 0 or more, not {self.unlocked_groups}"),
             (self.category_weight == 0 or bool(self.category_column),
              "category-weight needs --category-column (the catalog column that names each row's category)"),
+            (0 <= self.colour_weight <= 4, f"colour-weight must be between 0 and 4, not {self.colour_weight}"),
             (self.cache_views >= 0, f"cache-views must be 0 or more, not {self.cache_views}"),
             (1 <= self.batch_groups <= self.batch_size,
              f"batch-groups must be between 1 and the batch size, not {self.batch_groups}"),
@@ -106,6 +110,7 @@ class TrainConfig:
     @property
     def spec(self) -> ModelSpec:
         return ModelSpec(model=self.model, pretrained=self.pretrained, fusion=self.fusion, query_fusion=self.query_fusion,
+                         colour_weight=self.colour_weight,
                          sketch_tower=self.sketch_tower)
 
     def freeze_on(self, device: str) -> bool:

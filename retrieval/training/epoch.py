@@ -9,6 +9,7 @@ import torch
 
 from fsbir import FsbirError
 
+from ..colour import colour_loss
 from ..loss import category_nce, info_nce, same_category
 from .config import TrainConfig
 from .distributed import World, gather_objects, gather_with_grad
@@ -39,10 +40,11 @@ def batch_loss(model, batch: dict, has_sketch: torch.Tensor, has_text: torch.Ten
                device: str, world: World = World()) -> torch.Tensor:
     """InfoNCE of the fused query against the photo, plus the sketch-only and text-only terms at
     `single_mode_weight` and the sketch's category term at `category_weight`, over the global
-    batch (features and categories of every rank gathered)."""
+    batch (features and categories of every rank gathered); with a colour head, its colour loss
+    on this rank's rows."""
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda")):
-        *embeddings, logit_scale = model(batch["images"].to(device), batch["sketches"].to(device),
-                                         batch["tokens"].to(device), has_sketch.to(device), has_text.to(device))
+        *embeddings, logit_scale, colour = model(batch["images"].to(device), batch["sketches"].to(device),
+                                                 batch["tokens"].to(device), has_sketch.to(device), has_text.to(device))
         photos, queries, sketch_emb, text_emb = (gather_with_grad(e.float(), world) for e in embeddings)
         loss = info_nce(queries, photos, logit_scale)
         if cfg.single_mode_weight:
@@ -51,6 +53,8 @@ def batch_loss(model, batch: dict, has_sketch: torch.Tensor, has_text: torch.Ten
         if cfg.category_weight:
             same = same_category(gather_objects(batch[cfg.category_column], world)).to(device)
             loss = loss + cfg.category_weight * category_nce(sketch_emb, photos, logit_scale, same)
+        if colour is not None:
+            loss = loss + colour_loss(*colour, batch["caption"], batch["texts"])
     return loss
 
 

@@ -91,19 +91,20 @@ class CachedTowers(nn.Module):
         return self.model.sketch_visual if self.model.sketch_visual is not None else self.model.clip.visual
 
     def _body(self, tower: nn.Module, images: torch.Tensor) -> torch.Tensor:
-        """A trunk's locked body output, flat, followed by the colour statistics of the pixels when
-        the model has them."""
+        """A trunk's locked body output, flat, followed by what the model reads from the pixels
+        beside the tower (`pixel_stats`), when it reads any."""
         features = self._splits[id(tower)][0](images).float()
         self._map_shape[id(tower)] = tuple(features.shape[1:])
         features = features.flatten(1)
-        colour = self.model.colour
-        return features if colour is None else torch.cat([features, colour.stats(images)], dim=1)
+        stats = self.model.pixel_stats(images)
+        return features if stats is None else torch.cat([features, stats], dim=1)
 
-    def _head(self, tower: nn.Module, body: torch.Tensor) -> torch.Tensor:
-        colour = self.model.colour
-        split = body.shape[1] - (colour.proj.in_features if colour is not None else 0)
+    def _head(self, tower: nn.Module, body: torch.Tensor, photo: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(unit joint embedding, a photo's colour logits or None) from a body's output."""
+        width = self.model.pixel_stats_width
+        split = body.shape[1] - width
         features = self._splits[id(tower)][1](body[:, :split].reshape(-1, *self._map_shape[id(tower)]))
-        return self.model.visual_embedding(tower.head(features), body[:, split:] if colour is not None else None)
+        return self.model.joint_and_colour(tower.head(features), body[:, split:] if width else None, photo)
 
     @torch.no_grad()
     def bodies(self, images: torch.Tensor | None, sketches: torch.Tensor, tokens: torch.Tensor | None) -> dict:
@@ -122,26 +123,31 @@ class CachedTowers(nn.Module):
         return text.pooler(text.transformer(input_ids=tokens, attention_mask=mask), mask).float()
 
     def heads(self, photo_features, sketch_features, text_features) -> tuple:
-        return (self._head(self.model.clip.visual, photo_features), self._head(self.sketch_tower, sketch_features),
-                F.normalize(self.model.clip.text.proj(text_features), dim=-1))
+        """(photo, sketch, text) joint embeddings and the (photo, text) colour logits (None without
+        a colour head)."""
+        photos, photo_logits = self._head(self.model.clip.visual, photo_features, photo=True)
+        sketch_emb, _ = self._head(self.sketch_tower, sketch_features, photo=False)
+        text_emb, text_logits = self.model.text_and_colour(self.model.clip.text.proj(text_features))
+        return photos, sketch_emb, text_emb, photo_logits, text_logits
 
     def forward(self, images, sketches, tokens, has_sketch=None, has_text=None):
-        photos, sketch_emb, text_emb = self.heads(images, sketches, tokens)
-        return (photos, self.model.fusion(sketch_emb, text_emb, has_sketch, has_text), sketch_emb, text_emb,
-                self.model.logit_scale.clone())
+        return self.model.joint_outputs(*self.heads(images, sketches, tokens), has_sketch, has_text)
 
     @torch.no_grad()
     def embed(self, table: "FeatureTable") -> dict:
         """Embeddings of a cached split in `embed_split`'s form (clean sketches, view 0)."""
-        photo, sketch, text = self.heads(table.photo, table.sketch[0], table.text[0])
-        return {"photo": photo.cpu(), "sketch": sketch.cpu(), "text": text.cpu(), "product_id": table.product_id,
+        photo, sketch, text, photo_logits, text_logits = self.heads(table.photo, table.sketch[0], table.text[0])
+        m = self.model
+        return {"photo": m.photo_vector(photo, photo_logits).cpu(), "sketch": m.with_colour(sketch, None).cpu(),
+                "text": m.text_vector(text, text_logits).cpu(), "product_id": table.product_id,
                 "caption": table.caption, "category": table.category}
 
 
 @dataclass
 class FeatureTable:
     """One split's body features, one row per product: photo (N, D), sketch (views, N, D), text
-    (1 + caption templates, N, D): the caption, then each template's text."""
+    (1 + caption templates, N, D): the caption, then each template's text, whose strings are
+    `texts` (1 + caption templates lists of N)."""
 
     photo: torch.Tensor
     sketch: torch.Tensor
@@ -149,6 +155,7 @@ class FeatureTable:
     product_id: list[str]
     caption: list[str]
     category: list
+    texts: list[list[str]]
     columns: dict[str, list] = field(default_factory=dict)  # every extra shard column read, by name
 
 
@@ -173,7 +180,7 @@ def cache_features(towers: CachedTowers, shards: str, loader_cfg: LoaderConfig, 
     model = towers.model
     was_training = model.training
     model.eval()
-    photos, texts, sketches, ids, captions = [], [], [], [], []
+    photos, texts, sketches, ids, captions, strings = [], [], [], [], [], []
     columns: dict[str, list] = {c: [] for c in loader_cfg.extra_columns}
     for folder, view in ((f, v) for f in (shards, *sketch_shards) for v in range(views)):
         first = folder == shards and view == 0
@@ -191,7 +198,8 @@ def cache_features(towers: CachedTowers, shards: str, loader_cfg: LoaderConfig, 
             if first:
                 photos.append(feats["images"].cpu())
                 variants = [caption_choices({c: batch[c][i] for c in ("caption",) + loader_cfg.extra_columns}, templates)
-                            for i in keep] if templates else []
+                            for i in keep]
+                strings += variants
                 texts.append(torch.stack([feats["tokens"].cpu()] + [
                     towers.text_body(tokenizer([v[t] for v in variants]).to(device)).cpu()
                     for t in range(1, 1 + len(templates))]))
@@ -205,7 +213,7 @@ def cache_features(towers: CachedTowers, shards: str, loader_cfg: LoaderConfig, 
         sketches.append(torch.stack([seen[pid] if pid in seen else own[i] for i, pid in enumerate(ids)]))
     model.train(was_training)
     return FeatureTable(photo=torch.cat(photos), sketch=torch.stack(sketches), text=torch.cat(texts, dim=1),
-                        product_id=ids, caption=captions,
+                        product_id=ids, caption=captions, texts=[list(t) for t in zip(*strings)],
                         category=columns[loader_cfg.extra_columns[0]] if columns else [None] * len(ids), columns=columns)
 
 
@@ -271,8 +279,8 @@ def cached_batches(table: FeatureTable, batch_size: int, seed: int, epoch: int,
     n = len(table.product_id)
     order = torch.randperm(n, generator=generator) if groups is None else grouped_order(groups, batch_size, per_batch, generator)
     view = torch.randint(table.sketch.shape[0], (n,), generator=generator)
-    texts = table.text.shape[0]  # with no templates, no draw: the generator's sequence stays as it was
-    text = torch.randint(texts, (n,), generator=generator) if texts > 1 else torch.zeros(n, dtype=torch.long)
+    n_texts = table.text.shape[0]  # with no templates, no draw: the generator's sequence stays as it was
+    text = torch.randint(n_texts, (n,), generator=generator) if n_texts > 1 else torch.zeros(n, dtype=torch.long)
     drawing = torch.full((n,), -1, dtype=torch.long)  # the person's drawing that queries each row, if any
     if pairs is not None and len(pairs.rows):  # with no pairs, no draw: the sequence stays as it was
         pick = torch.randperm(len(pairs.rows), generator=generator)  # one of a product's drawings, at random
@@ -284,7 +292,9 @@ def cached_batches(table: FeatureTable, batch_size: int, seed: int, epoch: int,
         drawn = drawing[rows] >= 0
         if drawn.any():
             sketches[drawn] = pairs.features[drawing[rows][drawn]]
-        batch = {"images": table.photo[rows], "sketches": sketches, "tokens": table.text[text[rows], rows]}
+        batch = {"images": table.photo[rows], "sketches": sketches, "tokens": table.text[text[rows], rows],
+                 "caption": [table.caption[i] for i in rows.tolist()],
+                 "texts": [table.texts[t][i] for t, i in zip(text[rows].tolist(), rows.tolist())]}
         if category_key:
             batch[category_key] = [table.category[i] for i in rows.tolist()]
         yield batch

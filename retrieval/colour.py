@@ -1,0 +1,93 @@
+"""Colour names: the model reads which colour a photo shows and which colour a query's words ask
+for, and the search adds `weight` × P(the photo is that colour) to the cosine.
+
+A pretrained trunk is trained to ignore colour, and in-batch negatives rarely differ by colour
+alone, so InfoNCE never needs it (docs/experiments.md: "a red shirt" finds about half red ones).
+Here colour is learned as what it is, a class: a photo head over the tower's embedding and the
+photo's colour layout, supervised by the colour words of its caption, and a text head that says
+which colour (or none) a text names, supervised by the colour words of that text. The embeddings
+carry the answer as a block of `len(COLOUR_NAMES)` numbers after the joint embedding:
+√weight · P(colour | photo) for a photo, √weight · P(colour | words) for a text (nothing when the
+words name none), zeros for a sketch, so one inner product scores both and any index serves it.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fsbir.sketchgen import find_words
+
+# Colour words of English product captions; a compound ("navy blue") is one colour, not two.
+COLOUR_NAMES: tuple[str, ...] = (
+    "black", "white", "off white", "cream", "beige", "grey", "charcoal", "silver", "blue", "navy blue",
+    "turquoise blue", "teal", "green", "sea green", "olive", "lime green", "red", "maroon", "burgundy",
+    "rust", "pink", "magenta", "peach", "orange", "yellow", "mustard", "gold", "brown", "coffee brown",
+    "tan", "khaki", "copper", "bronze", "purple", "lavender", "mauve", "nude",
+)
+
+
+def layout_stats(images: torch.Tensor, grid: int) -> torch.Tensor:
+    """The image's mean colour on a grid × grid layout plus each channel's spread: (N, 3·grid² + 3)."""
+    layout = F.adaptive_avg_pool2d(images.float(), grid).flatten(1)
+    return torch.cat([layout, images.float().flatten(2).std(dim=2)], dim=1)
+
+
+def colour_targets(texts: list[str], names: tuple[str, ...] = COLOUR_NAMES, with_none: bool = False) -> torch.Tensor:
+    """(N, C) distributions over `names`, uniform over the colours each text names; a text naming
+    none is a zero row, or, `with_none`, all on an extra last column (C + 1 columns)."""
+    index = {n: i for i, n in enumerate(names)}
+    out = torch.zeros(len(texts), len(names) + int(with_none))
+    for row, text in enumerate(texts):
+        named = sorted({index[w] for w in find_words(text, names) if w in index})
+        if named:
+            out[row, named] = 1.0 / len(named)
+        elif with_none:
+            out[row, -1] = 1.0
+    return out
+
+
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against target distributions, over the rows that have one (0 when none do)."""
+    has = targets.sum(1) > 0
+    if not has.any():
+        return logits.sum() * 0.0  # keeps the graph, so every rank's backward sees the head
+    return -(targets[has] * F.log_softmax(logits[has].float(), dim=1)).sum(1).mean()
+
+
+class ColourHead(nn.Module):
+    """P(colour | photo) from the photo's unit embedding and its colour layout (`layout_stats` at
+    `grid`), and P(colour or none | text) from the text's unit embedding. Both read the embeddings
+    detached: the colour loss trains the heads, not the joint space."""
+
+    def __init__(self, embed_dim: int, weight: float, grid: int = 8, hidden: int = 256):
+        super().__init__()
+        self.weight, self.grid = weight, grid
+        self.stats_width = 3 * grid * grid + 3
+        self.photo = nn.Sequential(nn.Linear(embed_dim + self.stats_width, hidden), nn.GELU(),
+                                   nn.Linear(hidden, self.width))
+        self.text = nn.Sequential(nn.Linear(embed_dim, hidden), nn.GELU(), nn.Linear(hidden, self.width + 1))
+
+    width = len(COLOUR_NAMES)
+
+    def stats(self, images: torch.Tensor) -> torch.Tensor:
+        return layout_stats(images, self.grid)
+
+    def photo_logits(self, photo: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
+        return self.photo(torch.cat([photo.detach().float(), stats.float()], dim=1))
+
+    def text_logits(self, text: torch.Tensor) -> torch.Tensor:
+        return self.text(text.detach().float())
+
+    def photo_block(self, logits: torch.Tensor) -> torch.Tensor:
+        return self.weight ** 0.5 * logits.softmax(dim=1)
+
+    def text_block(self, logits: torch.Tensor) -> torch.Tensor:
+        return self.weight ** 0.5 * logits.softmax(dim=1)[:, :-1]
+
+
+def colour_loss(photo_logits: torch.Tensor, text_logits: torch.Tensor, captions: list[str], texts: list[str]) -> torch.Tensor:
+    """A photo learns the colours its caption names; a text the colours it names, or none."""
+    device = photo_logits.device
+    return (soft_cross_entropy(photo_logits, colour_targets(captions).to(device))
+            + soft_cross_entropy(text_logits, colour_targets(texts, with_none=True).to(device)))
