@@ -25,6 +25,11 @@ COLOUR_NAMES: tuple[str, ...] = (
     "rust", "pink", "magenta", "peach", "orange", "yellow", "mustard", "gold", "brown", "coffee brown",
     "tan", "khaki", "copper", "bronze", "purple", "lavender", "mauve", "nude",
 )
+# Other words for the same colours, so "a gray shirt" or "navy jeans" asks for one of them.
+COLOUR_ALIASES: dict[str, str] = {
+    "gray": "grey", "navy": "navy blue", "off-white": "off white", "ivory": "off white", "steel": "silver",
+    "golden": "gold", "violet": "purple", "fuchsia": "magenta", "wine": "burgundy", "camel": "tan",
+}
 
 
 def layout_stats(images: torch.Tensor, grid: int) -> torch.Tensor:
@@ -33,13 +38,15 @@ def layout_stats(images: torch.Tensor, grid: int) -> torch.Tensor:
     return torch.cat([layout, images.float().flatten(2).std(dim=2)], dim=1)
 
 
-def colour_targets(texts: list[str], names: tuple[str, ...] = COLOUR_NAMES, with_none: bool = False) -> torch.Tensor:
-    """(N, C) distributions over `names`, uniform over the colours each text names; a text naming
-    none is a zero row, or, `with_none`, all on an extra last column (C + 1 columns)."""
-    index = {n: i for i, n in enumerate(names)}
-    out = torch.zeros(len(texts), len(names) + int(with_none))
+def colour_targets(texts: list[str], with_none: bool = False) -> torch.Tensor:
+    """(N, C) distributions over `COLOUR_NAMES`, uniform over the colours each text names (an
+    alias counts as its colour); a text naming none is a zero row, or, `with_none`, all on an extra
+    last column (C + 1 columns)."""
+    index = {n: i for i, n in enumerate(COLOUR_NAMES)}
+    index.update({alias: index[name] for alias, name in COLOUR_ALIASES.items()})
+    out = torch.zeros(len(texts), len(COLOUR_NAMES) + int(with_none))
     for row, text in enumerate(texts):
-        named = sorted({index[w] for w in find_words(text, names) if w in index})
+        named = sorted({index[w] for w in find_words(text, index)})
         if named:
             out[row, named] = 1.0 / len(named)
         elif with_none:
@@ -58,11 +65,12 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
 class ColourHead(nn.Module):
     """P(colour | photo) from the photo's unit embedding and its colour layout (`layout_stats` at
     `grid`), and P(colour or none | text) from the text's unit embedding. Both read the embeddings
-    detached: the colour loss trains the heads, not the joint space."""
+    detached, so the colour loss trains the heads, not the joint space, and scaled by √embed_dim:
+    a unit vector's coordinates are about 1/√dim, too small for the MLP to learn from quickly."""
 
     def __init__(self, embed_dim: int, weight: float, grid: int = 8, hidden: int = 256):
         super().__init__()
-        self.weight, self.grid = weight, grid
+        self.weight, self.grid, self.scale = weight, grid, embed_dim ** 0.5
         self.stats_width = 3 * grid * grid + 3
         self.photo = nn.Sequential(nn.Linear(embed_dim + self.stats_width, hidden), nn.GELU(),
                                    nn.Linear(hidden, self.width))
@@ -74,10 +82,10 @@ class ColourHead(nn.Module):
         return layout_stats(images, self.grid)
 
     def photo_logits(self, photo: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
-        return self.photo(torch.cat([photo.detach().float(), stats.float()], dim=1))
+        return self.photo(torch.cat([photo.detach().float() * self.scale, stats.float()], dim=1))
 
     def text_logits(self, text: torch.Tensor) -> torch.Tensor:
-        return self.text(text.detach().float())
+        return self.text(text.detach().float() * self.scale)
 
     def photo_block(self, logits: torch.Tensor) -> torch.Tensor:
         return self.weight ** 0.5 * logits.softmax(dim=1)

@@ -80,6 +80,8 @@ def test_unreadable_sketch_file(demo_index, junk):
     (["--lr", "nan"], "lr must be a positive finite number"),
     (["--category-weight", "0.5"], "category-weight needs --category-column"),
     (["--cache-views", "-1"], "cache-views must be 0 or more"),
+    (["--colour-weight", "5"], "colour-weight must be between 0 and 4"),
+    (["--colour-weight", "nan"], "colour-weight must be between 0 and 4"),
     (["--device", "cuda:7"], "not available"),
     (["--caption-template", "a {colour} {nope}"], "caption templates name nope, not shard columns; the shards have"),
     (["--caption-template", "a {colour dress"], "a caption template does not parse"),
