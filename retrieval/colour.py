@@ -38,6 +38,14 @@ def layout_stats(images: torch.Tensor, grid: int) -> torch.Tensor:
     return torch.cat([layout, images.float().flatten(2).std(dim=2)], dim=1)
 
 
+def names_a_colour(texts: list[str]) -> torch.Tensor:
+    """(N,) bool: which texts name a colour word (or an alias). The text head, trained on captions
+    that nearly all name one, guesses a colour for "a shoe" (pink, P 0.33); a query's colour block
+    is kept only where its words name one."""
+    words = COLOUR_NAMES + tuple(COLOUR_ALIASES)
+    return torch.tensor([bool(find_words(t, words)) for t in texts], dtype=torch.bool)
+
+
 def colour_targets(texts: list[str], with_none: bool = False) -> torch.Tensor:
     """(N, C) distributions over `COLOUR_NAMES`, uniform over the colours each text names (an
     alias counts as its colour); a text naming none is a zero row, or, `with_none`, all on an extra

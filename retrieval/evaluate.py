@@ -54,7 +54,7 @@ def embed_split(model, shards: str, split: str, pp: Preprocess, tokenizer: Calla
         idx = torch.tensor(keep)
         out["photo"].append(model.encode_image(batch["images"][idx].to(device)).float().cpu())
         out["sketch"].append(model.encode_sketch(batch["sketches"][idx].to(device)).float().cpu())
-        out["text"].append(model.encode_text(batch["tokens"][idx].to(device)).float().cpu())
+        out["text"].append(model.encode_text(batch["tokens"][idx].to(device), [batch["texts"][i] for i in keep]).float().cpu())
         out["product_id"] += [batch["product_id"][i] for i in keep]
         out["caption"] += [batch["caption"][i] for i in keep]
         out["category"] += [batch[category_column][i] for i in keep] if category_column else [None] * len(keep)
@@ -166,7 +166,7 @@ def human_query_metrics(model, emb: dict, queries: dict, tokenizer: Callable, k:
     s = torch.cat([model.encode_sketch(chunk.to(device)).float().cpu() for chunk in queries["sketches"].split(128)])
     query_sets = {"sketch": fuse(model, s, None)}
     if all(t for t in queries["text"]):  # the words alone beside the drawing: does drawing add to them?
-        t = model.encode_text(tokenizer(queries["text"]).to(device)).float().cpu()
+        t = model.encode_text(tokenizer(queries["text"]).to(device), queries["text"]).float().cpu()
         query_sets["text"] = fuse(model, None, t)
         query_sets["sketch+text"] = fuse(model, s, t)
     index = {pid: i for i, pid in enumerate(emb["product_id"])}

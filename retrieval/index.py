@@ -199,8 +199,8 @@ class QuerySample:
         from fsbir.sketchgen import decode_sketch
 
         sketches = torch.stack([sketch_tensor(decode_sketch(b), pp) for b, _ in self.items]).to(device)
-        tokens = tokenizer([c for _, c in self.items]).to(device)
-        return model.encode_query(sketches, tokens).float().cpu().numpy()
+        captions = [c for _, c in self.items]
+        return model.encode_query(sketches, tokenizer(captions).to(device), texts=captions).float().cpu().numpy()
 
 
 def _read_index(path: Path):
@@ -282,7 +282,8 @@ class SearchEngine:
             batch = torch.stack([sketch_tensor(s, self.pp) for s, _ in queries if s is not None])
             s_emb[has_sketch] = self._in_chunks(self.model.encode_sketch, batch)
         if has_text.any():
-            t_emb[has_text] = self.model.encode_text(self.tokenizer([t for t in texts if t]).to(self.device)).float().cpu()
+            asked = [t for t in texts if t]
+            t_emb[has_text] = self.model.encode_text(self.tokenizer(asked).to(self.device), asked).float().cpu()
         return fuse(self.model, s_emb, t_emb, has_sketch, has_text).numpy().astype(np.float32)
 
     def encode_query(self, sketch: np.ndarray | None, text: str | None) -> np.ndarray:

@@ -10,7 +10,7 @@ from torch import nn
 
 from fsbir import FsbirError
 
-from .colour import ColourHead, layout_stats
+from .colour import ColourHead, layout_stats, names_a_colour
 from .fusion import QUERY_FUSIONS, create_fusion
 
 
@@ -147,8 +147,15 @@ class FsbirModel(nn.Module):
     def photo_vector(self, joint: torch.Tensor, logits: torch.Tensor | None) -> torch.Tensor:
         return self.with_colour(joint, self.colour_head.photo_block(logits) if logits is not None else None)
 
-    def text_vector(self, joint: torch.Tensor, logits: torch.Tensor | None) -> torch.Tensor:
-        return self.with_colour(joint, self.colour_head.text_block(logits) if logits is not None else None)
+    def text_vector(self, joint: torch.Tensor, logits: torch.Tensor | None, texts: list[str] | None = None) -> torch.Tensor:
+        """The text's joint embedding and colour block; with `texts` (the strings the embedding came
+        from), the block only where the words name a colour (`names_a_colour`)."""
+        if logits is None:
+            return self.with_colour(joint, None)
+        block = self.colour_head.text_block(logits)
+        if texts is not None:
+            block = block * names_a_colour(texts).to(block.device, block.dtype)[:, None]
+        return self.with_colour(joint, block)
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         return self.photo_vector(*self.joint_and_colour(self.clip.encode_image(images), self.pixel_stats(images), photo=True))
@@ -158,8 +165,9 @@ class FsbirModel(nn.Module):
         joint, _ = self.joint_and_colour(tower(sketches), self.pixel_stats(sketches), photo=False)
         return self.with_colour(joint, None)
 
-    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.text_vector(*self.text_and_colour(self.clip.encode_text(tokens)))
+    def encode_text(self, tokens: torch.Tensor, texts: list[str] | None = None) -> torch.Tensor:
+        """`texts`: the strings `tokens` came from; every search and eval passes them (text_vector)."""
+        return self.text_vector(*self.text_and_colour(self.clip.encode_text(tokens)), texts)
 
     def fuse_queries(self, sketch: torch.Tensor | None, text: torch.Tensor | None,
                      has_sketch: torch.Tensor | None = None, has_text: torch.Tensor | None = None) -> torch.Tensor:
@@ -176,9 +184,10 @@ class FsbirModel(nn.Module):
         return self.with_colour(joint, block)
 
     def encode_query(self, sketches: torch.Tensor | None, tokens: torch.Tensor | None,
-                     has_sketch: torch.Tensor | None = None, has_text: torch.Tensor | None = None) -> torch.Tensor:
+                     has_sketch: torch.Tensor | None = None, has_text: torch.Tensor | None = None,
+                     texts: list[str] | None = None) -> torch.Tensor:
         s = self.encode_sketch(sketches) if sketches is not None else None
-        t = self.encode_text(tokens) if tokens is not None else None
+        t = self.encode_text(tokens, texts) if tokens is not None else None
         return self.fuse_queries(s, t, has_sketch, has_text)
 
     def forward(self, images, sketches, tokens, has_sketch=None, has_text=None):

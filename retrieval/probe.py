@@ -57,7 +57,7 @@ def run_probe(cfg: ProbeConfig) -> dict:
         raise FsbirError(f"no values in the colour column {cfg.colour_column!r} for the {cfg.split} split")
 
     def encode(texts: list[str]) -> torch.Tensor:
-        return torch.cat([model.encode_text(tokenizer(texts[i:i + 256]).to(device)).float().cpu()
+        return torch.cat([model.encode_text(tokenizer(texts[i:i + 256]).to(device), texts[i:i + 256]).float().cpu()
                           for i in range(0, len(texts), 256)])
 
     def top(sketch: torch.Tensor, text: torch.Tensor | None) -> np.ndarray:

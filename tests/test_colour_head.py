@@ -8,7 +8,8 @@ from fsbir.pipelines.build import BuildConfig, run_build
 from fsbir.pipelines.catalog import CatalogSpec
 from fsbir.pipelines.demo_catalog import write_demo_catalog
 from fsbir.retrieval.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from fsbir.retrieval.colour import COLOUR_ALIASES, COLOUR_NAMES, colour_loss, colour_targets, soft_cross_entropy
+from fsbir.retrieval.colour import (COLOUR_ALIASES, COLOUR_NAMES, colour_loss, colour_targets, names_a_colour,
+                                    soft_cross_entropy)
 from fsbir.retrieval.factory import ModelSpec, create_model
 from fsbir.retrieval.transforms import decode_photo, photo_tensor
 from fsbir.shardformat import shard_files
@@ -24,6 +25,10 @@ from fsbir.sketchgen import find_words
 ])
 def test_find_words_takes_whole_words_longest_first(text, words):
     assert find_words(text, COLOUR_NAMES + tuple(COLOUR_ALIASES)) == words
+
+
+def test_names_a_colour():
+    assert names_a_colour(["a shoe", "a Gray coat", "Bluetooth speaker", "navy"]).tolist() == [False, True, False, True]
 
 
 def test_colour_targets_split_the_mass_and_map_aliases():
@@ -64,6 +69,11 @@ def test_the_colour_block_follows_the_words_not_the_sketch():
     assert 0 < text[0, d:].sum() < 0.5  # √0.25 · P(some colour), the rest is P(none)
     assert torch.equal(fused[0, d:], text[0, d:]) and (fused[1, d:] == 0).all()
     assert (sketch_only[:, d:] == 0).all() and torch.allclose(sketch_only[:, :d].norm(dim=1), torch.ones(3))
+    with torch.no_grad():
+        words = ["a shoe", "a red shoe", "Navy jeans"]
+        gated = model.encode_text(tok(words), words)
+    assert (gated[0, d:] == 0).all()  # words that name no colour ask for none, whatever the head guesses
+    assert torch.equal(gated[1:, d:], model.encode_text(tok(words))[1:, d:])
 
 
 @pytest.mark.slow

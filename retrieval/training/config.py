@@ -30,7 +30,7 @@ class TrainConfig:
     sketch_tower: str = "shared"
     # The colour head (retrieval/colour.py): search adds this × P(photo in the colour the words name)
     # to the cosine; the head learns from the captions' colour words. 0 = no head.
-    colour_weight: float = 0.3
+    colour_weight: float = 0.15
     # Pretrained towers: "towers" trains only their projections (and the last `unlocked_groups` layer
     # groups), "none" fine-tunes them whole; "auto" is "towers" on a CPU (what a CPU can afford,
     # with cached features) and "none" on a GPU.

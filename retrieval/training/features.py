@@ -139,7 +139,7 @@ class CachedTowers(nn.Module):
         photo, sketch, text, photo_logits, text_logits = self.heads(table.photo, table.sketch[0], table.text[0])
         m = self.model
         return {"photo": m.photo_vector(photo, photo_logits).cpu(), "sketch": m.with_colour(sketch, None).cpu(),
-                "text": m.text_vector(text, text_logits).cpu(), "product_id": table.product_id,
+                "text": m.text_vector(text, text_logits, table.texts[0]).cpu(), "product_id": table.product_id,
                 "caption": table.caption, "category": table.category}
 
 
