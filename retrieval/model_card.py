@@ -19,8 +19,10 @@ KNOWN_LIMITS = [
     "flatter a model several times over: people's drawings score far lower than the test split below.",
     "People's doodles of garments photographed worn by a model score near or below chance: the edge map the "
     "model learned from is a whole person, a doodle is the item's outline (docs/experiments.md).",
-    "A drawing carries no colour: colour has to come from the words, and the words steer colour only "
-    "partly (`fsbir probe` measures it on this run).",
+    "A drawing carries no colour: colour has to come from the words. With a colour head (`colour_weight` > 0) "
+    "a colour the words name adds weight × P(photo in it) to every photo's score, so items of that colour "
+    "but another type rise with it: more weight, more of the asked colour and less of the asked type "
+    "(`fsbir probe` measures both on this run).",
 ]
 
 

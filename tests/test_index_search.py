@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from fsbir.cli import app
 from fsbir.retrieval.colour import COLOUR_NAMES
+from fsbir.retrieval.training import TrainConfig
 from fsbir.shardformat import shard_files
 from fsbir.retrieval.index import IndexMismatchError, SearchEngine, make_faiss_index
 
@@ -28,7 +29,8 @@ def test_index_files_and_alignment(demo_index, demo_shards):
     # the unit joint embedding, then the colour head's block: √weight · P(colour | photo)
     assert emb.shape == (64, 128 + len(COLOUR_NAMES)) and items.num_rows == 64
     assert np.allclose(np.linalg.norm(emb[:, :128], axis=1), 1, atol=1e-4)
-    assert (emb[:, 128:] >= 0).all() and np.allclose(emb[:, 128:].sum(1), 0.3 ** 0.5, atol=1e-4)
+    weight = TrainConfig.__dataclass_fields__["colour_weight"].default  # demo_run trains with the defaults
+    assert (emb[:, 128:] >= 0).all() and np.allclose(emb[:, 128:].sum(1), weight ** 0.5, atol=1e-4)
     assert {"product_id", "caption", "category", "image"} <= set(items.column_names)
 
 
