@@ -40,8 +40,8 @@ def batch_loss(model, batch: dict, has_sketch: torch.Tensor, has_text: torch.Ten
                device: str, world: World = World()) -> torch.Tensor:
     """InfoNCE of the fused query against the photo, plus the sketch-only and text-only terms at
     `single_mode_weight` and the sketch's category term at `category_weight`, over the global
-    batch (features and categories of every rank gathered); with a colour head, its colour loss
-    on this rank's rows."""
+    batch (features and categories of every rank gathered); with a colour head, its colour loss,
+    over the global batch as well."""
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda")):
         *embeddings, logit_scale, colour = model(batch["images"].to(device), batch["sketches"].to(device),
                                                  batch["tokens"].to(device), has_sketch.to(device), has_text.to(device))
@@ -54,7 +54,9 @@ def batch_loss(model, batch: dict, has_sketch: torch.Tensor, has_text: torch.Ten
             same = same_category(gather_objects(batch[cfg.category_column], world)).to(device)
             loss = loss + cfg.category_weight * category_nce(sketch_emb, photos, logit_scale, same)
         if colour is not None:
-            loss = loss + colour_loss(*colour, batch["caption"], batch["texts"])
+            photo_logits, text_logits = (gather_with_grad(c.float(), world) for c in colour)
+            loss = loss + colour_loss(photo_logits, text_logits, gather_objects(batch["caption"], world),
+                                      gather_objects(batch["texts"], world))
     return loss
 
 
