@@ -151,8 +151,9 @@ def test_a_query_fusion_other_than_the_trained_one_reaches_every_query_path(tmp_
     model, _, _, ckpt = model_from_checkpoint(tmp_path / "run")
     assert ckpt["model_spec"]["query_fusion"] == "agree"
     assert isinstance(model.fusion, AvgFusion) and isinstance(model.query_fusion, AgreementFusion)
-    t = unit(6, model.embed_dim, 1)
-    s = F.normalize(unit(6, model.embed_dim, 0) - 2 * t, dim=-1)  # a drawing the words contradict
+    blank = torch.zeros(6, model.embed_dim - model.joint_dim)  # the colour block: words naming no colour
+    t = torch.cat([unit(6, model.joint_dim, 1), blank], dim=1)
+    s = torch.cat([F.normalize(unit(6, model.joint_dim, 0) - 2 * t[:, :model.joint_dim], dim=-1), blank], dim=1)
     assert torch.allclose(fuse(model, s, t), t, atol=1e-5)
     assert not torch.allclose(model.fusion(s, t), t, atol=1e-2)  # the trained average would not keep them
     assert "queries fused by `agree`" in (tmp_path / "run" / "MODEL_CARD.md").read_text()
