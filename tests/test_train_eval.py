@@ -18,7 +18,8 @@ def tiny_cfg(shards, out, **kw):
     return TrainConfig(**base)
 
 
-@pytest.mark.parametrize("offset", [0, 2])  # stopped at the end of epoch 1, and 2 steps into epoch 2
+# stopped 2 steps into epoch 2 (the fast set), and at the end of epoch 1 (with the slow set)
+@pytest.mark.parametrize("offset", [2, pytest.param(0, marks=pytest.mark.slow)])
 def test_resume_matches_uninterrupted_run(demo_shards, tmp_path, offset):
     full = train(tiny_cfg(demo_shards, tmp_path / "full", epochs=2))
     stop_after = full["step"] // 2 + offset
