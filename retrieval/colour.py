@@ -7,8 +7,8 @@ Here colour is learned as what it is, a class: a photo head over the tower's emb
 photo's colour layout, supervised by the colour words of its caption, and a text head that says
 which colour (or none) a text names, supervised by the colour words of that text. The embeddings
 carry the answer as a block of `len(COLOUR_NAMES)` numbers after the joint embedding:
-√weight · P(colour | photo) for a photo, √weight · P(colour | words) for a text (nothing when the
-words name none), zeros for a sketch, so one inner product scores both and any index serves it.
+√weight · P(colour | photo) for a photo, √weight · P(colour | words) for a text (zeros when the
+words name no colour word), zeros for a sketch, so one inner product scores both and any index serves it.
 """
 from __future__ import annotations
 
@@ -30,6 +30,9 @@ COLOUR_ALIASES: dict[str, str] = {
     "gray": "grey", "navy": "navy blue", "off-white": "off white", "ivory": "off white", "steel": "silver",
     "golden": "gold", "violet": "purple", "fuchsia": "magenta", "wine": "burgundy", "camel": "tan",
 }
+# Every colour word, a name or an alias → its class.
+_CLASS_OF: dict[str, int] = {**{n: i for i, n in enumerate(COLOUR_NAMES)},
+                             **{a: COLOUR_NAMES.index(n) for a, n in COLOUR_ALIASES.items()}}
 
 
 def layout_stats(images: torch.Tensor, grid: int) -> torch.Tensor:
@@ -42,19 +45,16 @@ def names_a_colour(texts: list[str]) -> torch.Tensor:
     """(N,) bool: which texts name a colour word (or an alias). The text head, trained on captions
     that nearly all name one, guesses a colour for "a shoe" (pink, P 0.33); a query's colour block
     is kept only where its words name one."""
-    words = COLOUR_NAMES + tuple(COLOUR_ALIASES)
-    return torch.tensor([bool(find_words(t, words)) for t in texts], dtype=torch.bool)
+    return torch.tensor([bool(find_words(t, _CLASS_OF)) for t in texts], dtype=torch.bool)
 
 
 def colour_targets(texts: list[str], with_none: bool = False) -> torch.Tensor:
     """(N, C) distributions over `COLOUR_NAMES`, uniform over the colours each text names (an
     alias counts as its colour); a text naming none is a zero row, or, `with_none`, all on an extra
     last column (C + 1 columns)."""
-    index = {n: i for i, n in enumerate(COLOUR_NAMES)}
-    index.update({alias: index[name] for alias, name in COLOUR_ALIASES.items()})
     out = torch.zeros(len(texts), len(COLOUR_NAMES) + int(with_none))
     for row, text in enumerate(texts):
-        named = sorted({index[w] for w in find_words(text, index)})
+        named = sorted({_CLASS_OF[w] for w in find_words(text, _CLASS_OF)})
         if named:
             out[row, named] = 1.0 / len(named)
         elif with_none:
@@ -76,6 +76,8 @@ class ColourHead(nn.Module):
     detached, so the colour loss trains the heads, not the joint space, and scaled by √embed_dim:
     a unit vector's coordinates are about 1/√dim, too small for the MLP to learn from quickly."""
 
+    width = len(COLOUR_NAMES)
+
     def __init__(self, embed_dim: int, weight: float, grid: int = 8, hidden: int = 256):
         super().__init__()
         self.weight, self.grid, self.scale = weight, grid, embed_dim ** 0.5
@@ -83,8 +85,6 @@ class ColourHead(nn.Module):
         self.photo = nn.Sequential(nn.Linear(embed_dim + self.stats_width, hidden), nn.GELU(),
                                    nn.Linear(hidden, self.width))
         self.text = nn.Sequential(nn.Linear(embed_dim, hidden), nn.GELU(), nn.Linear(hidden, self.width + 1))
-
-    width = len(COLOUR_NAMES)
 
     def stats(self, images: torch.Tensor) -> torch.Tensor:
         return layout_stats(images, self.grid)
