@@ -176,7 +176,8 @@ def train(
     fusion: str = typer.Option(default(TrainConfig, "fusion"), help="avg (the mean) | agree (the sketch weighs by its agreement with the words: a doodle the words contradict leaves them as they are) | concat | gated."),
     query_fusion: Optional[str] = typer.Option(None, help="How eval, index, search and serve fuse a query, if not as trained: avg | agree (parameter-free). E.g. --fusion avg --query-fusion agree."),
     sketch_tower: str = typer.Option(default(TrainConfig, "sketch_tower"), help="shared (photos and sketches through one vision tower) | separate."),
-    colour_weight: float = typer.Option(default(TrainConfig, "colour_weight"), help="A colour head learns each photo's colour and the colour a query's words name from the captions' colour words; search adds this × P(photo in that colour) to the score. 0 = no head."),
+    colour_weight: float = typer.Option(default(TrainConfig, "colour_weight"), help="A colour head learns each photo's colour and the colour a query's words name from the captions' colour words; search adds this × the agreement of the two colour distributions to the score. 0 = no head."),
+    category_head_weight: float = typer.Option(default(TrainConfig, "category_head_weight"), help="With --category-column: a category head learns each photo's, sketch's and text's category from that column; search adds this × the agreement of the query's and the photo's category distributions (the words' where the query has words). 0 = no head."),
     freeze: str = typer.Option(default(TrainConfig, "freeze"), help="Pretrained towers: towers (train only their projections), none (fine-tune them), auto (towers on CPU, none on GPU)."),
     unlocked_groups: int = typer.Option(default(TrainConfig, "unlocked_groups"), help="With --freeze towers: layer groups at the top of a pretrained vision tower left trainable."),
     cache_views: int = typer.Option(default(TrainConfig, "cache_views"), help="Locked towers: cache their features below the first trained layer once per run, each sketch in this many views (1 clean, the rest augmented); 0 runs them at every step."),
@@ -187,7 +188,7 @@ def train(
     seed: int = typer.Option(default(TrainConfig, "seed")),
     workers: int = typer.Option(default(TrainConfig, "workers"), help="DataLoader worker processes."),
     max_steps: Optional[int] = typer.Option(None, help="Stop after this many optimizer steps."),
-    category_column: Optional[str] = typer.Option(None, help="Catalog column naming each row's category: category precision in validation, and --category-weight."),
+    category_column: Optional[str] = typer.Option(None, help="Catalog column naming each row's category (articleType): the category head, category precision in validation, and --category-weight."),
     category_weight: float = typer.Option(default(TrainConfig, "category_weight"), help="Weight of a sketch→photo loss term whose positives are all photos of the sketch's category (needs --category-column)."),
     batch_by: Optional[str] = typer.Option(None, help="Hard negatives: fill each batch from a few groups of rows, named by a shard column (articleType) or 'caption' (clusters of alike captions), so negatives share the positive's kind and differ in colour and detail."),
     batch_groups: int = typer.Option(default(TrainConfig, "batch_groups"), help="With --batch-by: groups per batch."),
@@ -207,7 +208,7 @@ def train(
     from fsbir.retrieval.training import load_config, saved_config
 
     typed = given(ctx, dict(model=model, pretrained=pretrained, fusion=fusion, query_fusion=query_fusion, sketch_tower=sketch_tower,
-                            colour_weight=colour_weight, freeze=freeze, unlocked_groups=unlocked_groups, cache_views=cache_views, epochs=epochs, batch_size=batch_size, lr=lr, accum_steps=accum_steps, seed=seed,
+                            colour_weight=colour_weight, category_head_weight=category_head_weight, freeze=freeze, unlocked_groups=unlocked_groups, cache_views=cache_views, epochs=epochs, batch_size=batch_size, lr=lr, accum_steps=accum_steps, seed=seed,
                             workers=workers, max_steps=max_steps, category_column=category_column, category_weight=category_weight,
                             batch_by=batch_by, batch_groups=batch_groups, sketch_shards=tuple(sketch_shards or ()),
                             sketch_pairs=sketch_pairs, caption_templates=tuple(caption_templates or ()),

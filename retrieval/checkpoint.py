@@ -60,7 +60,7 @@ def model_from_checkpoint(path: str | Path, device: str = "cpu"):
     """(model, preprocess, tokenizer, checkpoint dict) with the checkpoint's weights loaded."""
     ckpt = load_checkpoint(path)
     try:
-        spec = ModelSpec(**{**ckpt["model_spec"], "pretrained": "none"})
+        spec = ModelSpec(**{"head_version": 1, **ckpt["model_spec"], "pretrained": "none"})
         model, pp, tok = create_model(spec, device=device)
         model.load_state_dict(ckpt["model"])
     except (TypeError, RuntimeError, KeyError) as exc:

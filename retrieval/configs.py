@@ -21,6 +21,13 @@ class ModelSpec:
     sketch_tower: str = "shared"
     query_fusion: str | None = None  # None: queries fused as in training
     colour_weight: float = 0.0  # > 0: a colour head (retrieval/colour.py); 0 for checkpoints that predate it
+    # A category head (retrieval/category.py) over these classes, at this weight; none for checkpoints
+    # that predate it.
+    category_names: tuple[str, ...] = ()
+    category_head_weight: float = 0.0
+    # How the colour head reads pixels and writes its block (retrieval/colour.py): 2 since 2026-12-06;
+    # a checkpoint without the setting was trained with 1.
+    head_version: int = 2
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -147,9 +147,6 @@ def create_model(spec: ModelSpec, device: str | torch.device = "cpu") -> tuple[F
     with torch.no_grad():  # CLIP's logit scale starts at log(1/0.07)
         if not pretrained:
             clip.logit_scale.fill_(math.log(1 / 0.07))
-    model = FsbirModel(clip, cfg["embed_dim"], spec.fusion, spec.sketch_tower, pretrained_modules=frozenset(modules),
-                       colour_grid=int(own.get("colour_grid", 0)), query_fusion=spec.query_fusion,
-                       colour_weight=spec.colour_weight).to(device)
     pp = {**(clip.visual.preprocess_cfg if hasattr(clip.visual, "preprocess_cfg") else {}),
           **{k: own[k] for k in ("mean", "std") if k in own}}
     size = cfg["vision_cfg"]["image_size"]
@@ -159,6 +156,11 @@ def create_model(spec: ModelSpec, device: str | torch.device = "cpu") -> tuple[F
         std=tuple(pp.get("std", open_clip.OPENAI_DATASET_STD)),
         crop_to_content=bool(own.get("crop_to_content", False)),
     )
+    model = FsbirModel(clip, cfg["embed_dim"], spec.fusion, spec.sketch_tower, pretrained_modules=frozenset(modules),
+                       colour_grid=int(own.get("colour_grid", 0)), query_fusion=spec.query_fusion,
+                       colour_weight=spec.colour_weight, category_names=tuple(spec.category_names),
+                       category_weight=spec.category_head_weight, head_version=spec.head_version,
+                       pixel_mean=preprocess.mean, pixel_std=preprocess.std).to(device)
     return model, preprocess, make_tokenizer(name, text_cfg)
 
 

@@ -10,6 +10,7 @@ from torch import nn
 
 from fsbir import FsbirError
 
+from .category import CategoryHead
 from .colour import ColourHead, layout_stats, names_a_colour
 from .fusion import QUERY_FUSIONS, create_fusion
 
@@ -35,12 +36,15 @@ class FsbirModel(nn.Module):
     """`pretrained_modules` names the submodules whose weights came pretrained ("clip.visual" for
     a whole CLIP tower, "clip.visual.trunk" for a trunk whose projection is new), so training can
     give them a smaller learning rate and lock them. `colour_grid` > 0 adds `ColourStats` to the
-    vision tower's output (photos and sketches alike). `colour_weight` > 0 adds a `ColourHead`:
-    the embeddings then end in its colour block, `embed_dim` = `joint_dim` + the colour names."""
+    vision tower's output (photos and sketches alike). `colour_weight` > 0 adds a `ColourHead`,
+    `category_names` with `category_weight` > 0 a `CategoryHead`: the embeddings then end in their
+    blocks, colour first, and `embed_dim` = `joint_dim` + the blocks' widths. `head_version` and
+    `pixel_mean`/`pixel_std` are the colour head's (retrieval/colour.py)."""
 
     def __init__(self, clip: nn.Module, embed_dim: int, fusion: str = "avg", sketch_tower: str = "shared",
                  pretrained_modules: frozenset[str] = frozenset(), colour_grid: int = 0, query_fusion: str | None = None,
-                 colour_weight: float = 0.0):
+                 colour_weight: float = 0.0, category_names: tuple[str, ...] = (), category_weight: float = 0.0,
+                 head_version: int = 2, pixel_mean=(0.5, 0.5, 0.5), pixel_std=(0.5, 0.5, 0.5)):
         super().__init__()
         self.clip = clip
         self.joint_dim = embed_dim
@@ -57,12 +61,21 @@ class FsbirModel(nn.Module):
             raise FsbirError(f"query fusion must be one of {', '.join(QUERY_FUSIONS)} (parameter-free), not {query_fusion!r}")
         self.query_fusion = create_fusion(query_fusion, embed_dim) if query_fusion else self.fusion
         self.colour = ColourStats(colour_grid, embed_dim) if colour_grid else None
-        self.colour_head = ColourHead(embed_dim, colour_weight) if colour_weight > 0 else None
+        self.colour_head = (ColourHead(embed_dim, colour_weight, head_version, pixel_mean, pixel_std)
+                            if colour_weight > 0 else None)
+        self.category_head = (CategoryHead(embed_dim, category_names, category_weight)
+                              if category_names and category_weight > 0 else None)
+
+    @property
+    def block_widths(self) -> tuple[int, int]:
+        """The widths of the colour block and the category block (0 where there is no head)."""
+        return (self.colour_head.width if self.colour_head is not None else 0,
+                self.category_head.width if self.category_head is not None else 0)
 
     @property
     def embed_dim(self) -> int:
         """The width of what encode_image / encode_sketch / encode_text / encode_query return."""
-        return self.joint_dim + (self.colour_head.width if self.colour_head is not None else 0)
+        return self.joint_dim + sum(self.block_widths)
 
     def lock_pretrained_towers(self, unlocked_groups: int = 0) -> None:
         """Freeze the pretrained towers but their projections and the vision tower's last
@@ -106,7 +119,7 @@ class FsbirModel(nn.Module):
 
     def pixel_stats(self, images: torch.Tensor) -> torch.Tensor | None:
         """What the model reads from the pixels beside the tower: ColourStats' and the colour
-        head's layouts, side by side (None when it has neither)."""
+        head's statistics, side by side (None when it has neither)."""
         parts = [m.stats(images) for m in (self.colour, self.colour_head) if m is not None]
         return torch.cat(parts, dim=1) if parts else None
 
@@ -123,65 +136,80 @@ class FsbirModel(nn.Module):
         return (stats[:, :first] if self.colour is not None else None,
                 stats[:, first:] if self.colour_head is not None else None)
 
-    def joint_and_colour(self, features: torch.Tensor, stats: torch.Tensor | None,
-                         photo: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """A vision tower's output and `pixel_stats` → (unit joint embedding, colour logits of a
-        photo or None)."""
+    def visual_outputs(self, features: torch.Tensor, stats: torch.Tensor | None, kind: str) -> tuple[torch.Tensor, dict]:
+        """A vision tower's output and `pixel_stats` → (unit joint embedding, the heads' logits by
+        head name) of a "photo" or a "sketch": a photo's colour and category, a sketch's category."""
         colour_stats, head_stats = self.split_pixel_stats(stats)
         joint = self.visual_embedding(features, colour_stats)
-        logits = self.colour_head.photo_logits(joint, head_stats) if photo and self.colour_head is not None else None
+        logits = {}
+        if kind == "photo" and self.colour_head is not None:
+            logits["colour"] = self.colour_head.photo_logits(joint, head_stats)
+        if self.category_head is not None:
+            logits["category"] = self.category_head.logits(kind, joint)
         return joint, logits
 
-    def text_and_colour(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The text tower's output → (unit joint embedding, colour logits or None)."""
+    def text_outputs(self, features: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """The text tower's output → (unit joint embedding, the heads' logits by head name)."""
         joint = F.normalize(features, dim=-1)
-        return joint, self.colour_head.text_logits(joint) if self.colour_head is not None else None
+        logits = {}
+        if self.colour_head is not None:
+            logits["colour"] = self.colour_head.text_logits(joint)
+        if self.category_head is not None:
+            logits["category"] = self.category_head.logits("text", joint)
+        return joint, logits
 
-    def with_colour(self, joint: torch.Tensor, block: torch.Tensor | None) -> torch.Tensor:
-        """The joint embedding followed by its colour block (zeros where there is none, as for a
-        sketch); the joint embedding alone when the model has no colour head."""
-        if self.colour_head is None:
-            return joint
-        return torch.cat([joint, block if block is not None else joint.new_zeros(len(joint), self.colour_head.width)], dim=1)
-
-    def photo_vector(self, joint: torch.Tensor, logits: torch.Tensor | None) -> torch.Tensor:
-        return self.with_colour(joint, self.colour_head.photo_block(logits) if logits is not None else None)
-
-    def text_vector(self, joint: torch.Tensor, logits: torch.Tensor | None, texts: list[str] | None = None) -> torch.Tensor:
-        """The text's joint embedding and colour block; with `texts` (the strings the embedding came
-        from), the block only where the words name a colour (`names_a_colour`)."""
-        if logits is None:
-            return self.with_colour(joint, None)
-        block = self.colour_head.text_block(logits)
-        if texts is not None:
-            block = block * names_a_colour(texts).to(block.device, block.dtype)[:, None]
-        return self.with_colour(joint, block)
+    def vector(self, joint: torch.Tensor, logits: dict, kind: str, texts: list[str] | None = None) -> torch.Tensor:
+        """The joint embedding followed by the heads' blocks (zeros where a head says nothing, as
+        the colour head of a sketch). A text's colour block, with `texts` (the strings the
+        embedding came from), only where the words name a colour (`names_a_colour`)."""
+        blocks = [joint]
+        if self.colour_head is not None:
+            colour = logits.get("colour")
+            if colour is None:
+                blocks.append(joint.new_zeros(len(joint), self.colour_head.width))
+            elif kind == "photo":
+                blocks.append(self.colour_head.photo_block(colour))
+            else:
+                named = self.colour_head.text_block(colour)
+                if texts is not None:
+                    named = named * names_a_colour(texts).to(named.device, named.dtype)[:, None]
+                blocks.append(named)
+        if self.category_head is not None:
+            blocks.append(self.category_head.block(logits["category"]))
+        return torch.cat(blocks, dim=1) if len(blocks) > 1 else joint
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
-        return self.photo_vector(*self.joint_and_colour(self.clip.encode_image(images), self.pixel_stats(images), photo=True))
+        return self.vector(*self.visual_outputs(self.clip.encode_image(images), self.pixel_stats(images), "photo"), "photo")
 
     def encode_sketch(self, sketches: torch.Tensor) -> torch.Tensor:
         tower = self.sketch_visual if self.sketch_visual is not None else self.clip.visual
-        joint, _ = self.joint_and_colour(tower(sketches), self.pixel_stats(sketches), photo=False)
-        return self.with_colour(joint, None)
+        return self.vector(*self.visual_outputs(tower(sketches), self.pixel_stats(sketches), "sketch"), "sketch")
 
     def encode_text(self, tokens: torch.Tensor, texts: list[str] | None = None) -> torch.Tensor:
-        """`texts`: the strings `tokens` came from; every search and eval passes them (text_vector)."""
-        return self.text_vector(*self.text_and_colour(self.clip.encode_text(tokens)), texts)
+        """`texts`: the strings `tokens` came from; every search and eval passes them (`vector`)."""
+        return self.vector(*self.text_outputs(self.clip.encode_text(tokens)), "text", texts)
 
     def fuse_queries(self, sketch: torch.Tensor | None, text: torch.Tensor | None,
                      has_sketch: torch.Tensor | None = None, has_text: torch.Tensor | None = None) -> torch.Tensor:
         """Encoded sketches and texts (either may be None) → queries: the query fusion joins their
-        joint embeddings; the colour block is the text's, where a query has one."""
+        joint embeddings; the colour block is the text's, where a query has words; the category
+        block is the words', where it has words, else the sketch's."""
         d = self.joint_dim
         joint = self.query_fusion(sketch[:, :d] if sketch is not None else None, text[:, :d] if text is not None else None,
                                   has_sketch, has_text)
-        if self.colour_head is None:
+        if self.embed_dim == d:
             return joint
-        block = text[:, d:] if text is not None else None
-        if block is not None and has_text is not None:
-            block = block * has_text.to(block.device, block.dtype)[:, None]
-        return self.with_colour(joint, block)
+        n = len(joint)
+        words = (torch.ones(n, dtype=torch.bool, device=joint.device) if has_text is None else has_text.to(joint.device).bool()
+                 ) & (text is not None)
+        drawn = (torch.ones(n, dtype=torch.bool, device=joint.device) if has_sketch is None else has_sketch.to(joint.device).bool()
+                 ) & (sketch is not None)
+        zeros = joint.new_zeros(n, self.embed_dim - d)
+        blocks = torch.where(words[:, None], text[:, d:] if text is not None else zeros, zeros)
+        colour = self.block_widths[0]
+        if self.category_head is not None and sketch is not None:  # no words: the sketch's category
+            blocks[:, colour:] = torch.where(drawn[:, None] & ~words[:, None], sketch[:, d + colour:], blocks[:, colour:])
+        return torch.cat([joint, blocks], dim=1)
 
     def encode_query(self, sketches: torch.Tensor | None, tokens: torch.Tensor | None,
                      has_sketch: torch.Tensor | None = None, has_text: torch.Tensor | None = None,
@@ -192,9 +220,10 @@ class FsbirModel(nn.Module):
 
     def forward(self, images, sketches, tokens, has_sketch=None, has_text=None):
         """(photo, fused query, sketch, text) joint embeddings, all L2-normalised, the log logit
-        scale, returned as open_clip's CLIP returns its scale, and the (photo, text) colour logits
-        (None without a colour head): a DDP wrapper must see every parameter the loss uses come out
-        of forward (the scale a copy, since a bare leaf is not traced)."""
+        scale, returned as open_clip's CLIP returns its scale, and the heads' logits by kind and
+        head ({"photo": {"colour": ..., "category": ...}, "sketch": ..., "text": ...}; empty without
+        heads): a DDP wrapper must see every parameter the loss uses come out of forward (the scale
+        a copy, since a bare leaf is not traced)."""
         n = len(images)
         if self.sketch_visual is None:
             # One pass through the shared tower for photos and sketches together.
@@ -205,13 +234,13 @@ class FsbirModel(nn.Module):
         else:
             photo_f, photo_s = self.clip.encode_image(images), self.pixel_stats(images)
             sketch_f, sketch_s = self.sketch_visual(sketches), self.pixel_stats(sketches)
-        photos, photo_logits = self.joint_and_colour(photo_f, photo_s, photo=True)
-        sketch_emb, _ = self.joint_and_colour(sketch_f, sketch_s, photo=False)
-        text_emb, text_logits = self.text_and_colour(self.clip.encode_text(tokens))
-        return self.joint_outputs(photos, sketch_emb, text_emb, photo_logits, text_logits, has_sketch, has_text)
+        photos, photo_logits = self.visual_outputs(photo_f, photo_s, "photo")
+        sketch_emb, sketch_logits = self.visual_outputs(sketch_f, sketch_s, "sketch")
+        text_emb, text_logits = self.text_outputs(self.clip.encode_text(tokens))
+        return self.joint_outputs(photos, sketch_emb, text_emb,
+                                  {"photo": photo_logits, "sketch": sketch_logits, "text": text_logits}, has_sketch, has_text)
 
-    def joint_outputs(self, photos, sketch_emb, text_emb, photo_logits, text_logits, has_sketch, has_text) -> tuple:
+    def joint_outputs(self, photos, sketch_emb, text_emb, logits: dict, has_sketch, has_text) -> tuple:
         """forward's return, shared with the cached-feature model (training/features.py)."""
-        colour = (photo_logits, text_logits) if self.colour_head is not None else None
         return (photos, self.fusion(sketch_emb, text_emb, has_sketch, has_text), sketch_emb, text_emb,
-                self.logit_scale.clone(), colour)
+                self.logit_scale.clone(), logits)

@@ -66,7 +66,7 @@ def write_model_card(cfg, record: dict, seconds: float, device: str) -> Path:
     from .evaluate import run_eval
 
     out = Path(cfg.out)
-    spec = cfg.spec
+    spec = cfg.spec()
     counts = {split: count_ok_rows(cfg.shards, split) for split in ("train", "val", "test")}
     lines = [f"# Model card: {out.name}", "",
              f"Trained by fsbir {__version__} with `fsbir train` (settings in `config.json`; checkpoints in "
@@ -75,6 +75,9 @@ def write_model_card(cfg, record: dict, seconds: float, device: str) -> Path:
              f"- config: `{spec.model}`, fusion `{spec.fusion}`"
              + (f" (queries fused by `{spec.query_fusion}`)" if spec.query_fusion else "")
              + f", sketch tower `{spec.sketch_tower}`",
+             f"- colour head: weight {cfg.colour_weight}" if cfg.colour_weight else "- colour head: none",
+             (f"- category head: the `{cfg.category_column}` column, weight {cfg.category_head_weight}"
+              if cfg.category_head else "- category head: none (it needs --category-column)"),
              "- pretrained towers: " + ("locked (only their projections, the fusion and the temperature trained)"
                                         if cfg.freeze_on(device) else "fine-tuned"), "",
              "## Base weights and licences", ""]

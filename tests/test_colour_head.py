@@ -65,8 +65,8 @@ def test_the_colour_block_follows_the_words_not_the_sketch():
         fused = model.fuse_queries(sketch, text, torch.ones(3, dtype=torch.bool), torch.tensor([True, False, True]))
         sketch_only = model.encode_query(sketches, None)
     assert (sketch[:, d:] == 0).all()  # a sketch says nothing about colour
-    assert torch.allclose(photo[:, d:].sum(1), torch.full((3,), 0.5))  # √0.25 · a distribution
-    assert 0 < text[0, d:].sum() < 0.5  # √0.25 · P(some colour), the rest is P(none)
+    assert torch.allclose(photo[:, d:].pow(2).sum(1), torch.full((3,), 0.25))  # √0.25 · √(a distribution)
+    assert 0 < text[0, d:].pow(2).sum() < 0.25  # √0.25 · √P(some colour), the rest is P(none)
     assert torch.equal(fused[0, d:], text[0, d:]) and (fused[1, d:] == 0).all()
     assert (sketch_only[:, d:] == 0).all() and torch.allclose(sketch_only[:, :d].norm(dim=1), torch.ones(3))
     with torch.no_grad():

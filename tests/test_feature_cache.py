@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from fsbir.retrieval.checkpoint import load_checkpoint
-from fsbir.retrieval.colour import COLOUR_NAMES
+from fsbir.retrieval.colour import COLOUR_NAMES, PRODUCT_STATS_WIDTH
 from fsbir.retrieval.data import LoaderConfig, caption_choices, iter_rows, make_loader
 from fsbir.retrieval.evaluate import EvalConfig, run_eval
 from fsbir.retrieval.factory import CONFIG_DIR, ModelSpec, create_model
@@ -31,15 +31,19 @@ def locked_effnet():
     return model, pp, tok
 
 
-@pytest.mark.parametrize("colour_grid,unlocked,colour_weight", [(0, 0, 0.3), (4, 0, 0.0), (4, 3, 0.3)])
-def test_heads_on_cached_features_give_the_full_models_outputs(demo_shards, tmp_path, colour_grid, unlocked, colour_weight):
+@pytest.mark.parametrize("colour_grid,unlocked,colour_weight,categories", [
+    (0, 0, 0.3, ("Shirts", "Trousers", "Shoes")), (4, 0, 0.0, ()), (4, 3, 0.3, ("Shirts", "Shoes"))])
+def test_heads_on_cached_features_give_the_full_models_outputs(demo_shards, tmp_path, colour_grid, unlocked, colour_weight,
+                                                                categories):
     """With unlocked groups the cache holds feature maps below them, and the heads run the rest;
-    the colour head's logits come out the same from pixels and from the cached pixel statistics."""
+    the colour and category heads' logits come out the same from pixels and from the cached
+    features and pixel statistics."""
     cfg = json.loads((CONFIG_DIR / f"{EFFNET}.json").read_text())
     cfg["fsbir"]["colour_grid"] = colour_grid
     (tmp_path / "m.json").write_text(json.dumps(cfg))
     model, pp, tok = create_model(ModelSpec(model=str(tmp_path / "m.json"), sketch_tower="separate",
-                                            colour_weight=colour_weight))
+                                            colour_weight=colour_weight, category_names=categories,
+                                            category_head_weight=0.3))
     model.lock_pretrained_towers(unlocked)
     if colour_grid:  # a trained colour projection, not its zero start
         torch.nn.init.normal_(model.colour.proj.weight, std=0.1)
@@ -53,15 +57,20 @@ def test_heads_on_cached_features_give_the_full_models_outputs(demo_shards, tmp_
         full = model(batch["images"], batch["sketches"], batch["tokens"], has_sketch, has_text)
         cached = towers(**towers.bodies(batch["images"], batch["sketches"], batch["tokens"]),
                         has_sketch=has_sketch, has_text=has_text)
-    *full, full_colour = full
-    *cached, cached_colour = cached
+    *full, full_logits = full
+    *cached, cached_logits = cached
     for a, b in zip(full, cached):
         assert torch.allclose(a, b, atol=1e-5)
-    assert (full_colour is None) == (cached_colour is None) == (colour_weight == 0)
-    for a, b in zip(full_colour or (), cached_colour or ()):
-        assert a.shape[1] in (COLOUR_WIDTH, COLOUR_WIDTH + 1) and torch.allclose(a, b, atol=1e-5)
+    heads = {"photo": {"colour"} if colour_weight else set(), "sketch": set(), "text": {"colour"} if colour_weight else set()}
+    widths = {"colour": (COLOUR_WIDTH, COLOUR_WIDTH + 1), "category": (len(categories),)}
+    for kind, names in heads.items():
+        names = names | ({"category"} if categories else set())
+        assert full_logits[kind].keys() == cached_logits[kind].keys() == names
+        for head in names:
+            a, b = full_logits[kind][head], cached_logits[kind][head]
+            assert a.shape[1] in widths[head] and torch.allclose(a, b, atol=1e-5)
     body = towers.bodies(batch["images"], batch["sketches"], None)["images"]
-    colour = (model.colour.proj.in_features if colour_grid else 0) + (3 * 8 * 8 + 3 if colour_weight else 0)
+    colour = (model.colour.proj.in_features if colour_grid else 0) + (3 * 8 * 8 + 3 + PRODUCT_STATS_WIDTH if colour_weight else 0)
     # Locked whole: the pooled 1280 features. With groups open at the top (the head conv and the
     # last blocks, cut inside stage 5): that stage's 192-channel map, 5 x 5 at 160 px.
     assert body.shape[1] == (1280 if unlocked == 0 else 192 * 5 * 5) + colour

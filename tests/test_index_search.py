@@ -26,11 +26,11 @@ def test_index_files_and_alignment(demo_index, demo_shards):
     assert meta["count"] == 64 and meta["index_type"] == "flat" and len(meta["model_fingerprint"]) == 64
     emb = np.load(demo_index / "embeddings.npy")
     items = pq.read_table(demo_index / "items.parquet")
-    # the unit joint embedding, then the colour head's block: √weight · P(colour | photo)
+    # the unit joint embedding, then the colour head's block: √weight · √P(colour | photo)
     assert emb.shape == (64, 128 + len(COLOUR_NAMES)) and items.num_rows == 64
     assert np.allclose(np.linalg.norm(emb[:, :128], axis=1), 1, atol=1e-4)
     weight = TrainConfig.__dataclass_fields__["colour_weight"].default  # demo_run trains with the defaults
-    assert (emb[:, 128:] >= 0).all() and np.allclose(emb[:, 128:].sum(1), weight ** 0.5, atol=1e-4)
+    assert (emb[:, 128:] >= 0).all() and np.allclose((emb[:, 128:] ** 2).sum(1), weight, atol=1e-4)
     assert {"product_id", "caption", "category", "image"} <= set(items.column_names)
 
 

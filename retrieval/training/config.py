@@ -31,6 +31,9 @@ class TrainConfig:
     # The colour head (retrieval/colour.py): search adds this × P(photo in the colour the words name)
     # to the cosine; the head learns from the captions' colour words. 0 = no head.
     colour_weight: float = 0.15
+    # The category head (retrieval/category.py), with `category_column`: search adds this × the
+    # agreement of the query's and the photo's category distributions. 0 = no head.
+    category_head_weight: float = 0.3
     # Pretrained towers: "towers" trains only their projections (and the last `unlocked_groups` layer
     # groups), "none" fine-tunes them whole; "auto" is "towers" on a CPU (what a CPU can afford,
     # with cached features) and "none" on a GPU.
@@ -99,6 +102,8 @@ class TrainConfig:
             (self.category_weight == 0 or bool(self.category_column),
              "category-weight needs --category-column (the catalog column that names each row's category)"),
             (0 <= self.colour_weight <= 4, f"colour-weight must be between 0 and 4, not {self.colour_weight}"),
+            (0 <= self.category_head_weight <= 4,
+             f"category-head-weight must be between 0 and 4, not {self.category_head_weight}"),
             (self.cache_views >= 0, f"cache-views must be 0 or more, not {self.cache_views}"),
             (1 <= self.batch_groups <= self.batch_size,
              f"batch-groups must be between 1 and the batch size, not {self.batch_groups}"),
@@ -108,10 +113,17 @@ class TrainConfig:
                 raise FsbirError(message)
 
     @property
-    def spec(self) -> ModelSpec:
+    def category_head(self) -> bool:
+        """Whether the model gets a category head: a category column and a weight above 0."""
+        return bool(self.category_column) and self.category_head_weight > 0
+
+    def spec(self, category_names: tuple[str, ...] = ()) -> ModelSpec:
+        """The model these settings train; `category_names`: the category head's classes, read
+        from the training split (none without a head)."""
         return ModelSpec(model=self.model, pretrained=self.pretrained, fusion=self.fusion, query_fusion=self.query_fusion,
-                         colour_weight=self.colour_weight,
-                         sketch_tower=self.sketch_tower)
+                         colour_weight=self.colour_weight, sketch_tower=self.sketch_tower,
+                         category_names=tuple(category_names) if self.category_head else (),
+                         category_head_weight=self.category_head_weight if self.category_head else 0.0)
 
     def freeze_on(self, device: str) -> bool:
         """Whether the pretrained towers are locked on this device."""

@@ -9,6 +9,7 @@ import torch
 
 from fsbir import FsbirError
 
+from ..category import category_loss
 from ..colour import colour_loss
 from ..loss import category_nce, info_nce, same_category
 from .config import TrainConfig
@@ -41,22 +42,26 @@ def batch_loss(model, batch: dict, has_sketch: torch.Tensor, has_text: torch.Ten
     """InfoNCE of the fused query against the photo, plus the sketch-only and text-only terms at
     `single_mode_weight` and the sketch's category term at `category_weight`, over the global
     batch (features and categories of every rank gathered); with a colour head, its colour loss,
-    over the global batch as well."""
+    and with a category head, its category loss, over the global batch as well."""
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda")):
-        *embeddings, logit_scale, colour = model(batch["images"].to(device), batch["sketches"].to(device),
+        *embeddings, logit_scale, logits = model(batch["images"].to(device), batch["sketches"].to(device),
                                                  batch["tokens"].to(device), has_sketch.to(device), has_text.to(device))
         photos, queries, sketch_emb, text_emb = (gather_with_grad(e.float(), world) for e in embeddings)
         loss = info_nce(queries, photos, logit_scale)
         if cfg.single_mode_weight:
             loss = loss + cfg.single_mode_weight * (
                 info_nce(sketch_emb, photos, logit_scale) + info_nce(text_emb, photos, logit_scale)) / 2
+        categories = gather_objects(batch[cfg.category_column], world) if cfg.category_column in batch else None
         if cfg.category_weight:
-            same = same_category(gather_objects(batch[cfg.category_column], world)).to(device)
-            loss = loss + cfg.category_weight * category_nce(sketch_emb, photos, logit_scale, same)
-        if colour is not None:
-            photo_logits, text_logits = (gather_with_grad(c.float(), world) for c in colour)
+            loss = loss + cfg.category_weight * category_nce(sketch_emb, photos, logit_scale, same_category(categories).to(device))
+        if "colour" in logits["photo"]:
+            photo_logits, text_logits = (gather_with_grad(logits[k]["colour"].float(), world) for k in ("photo", "text"))
             loss = loss + colour_loss(photo_logits, text_logits, gather_objects(batch["caption"], world),
                                       gather_objects(batch["texts"], world))
+        if "category" in logits["photo"]:  # the loop adds each row's class ("category_index", -1: none)
+            targets = torch.tensor(gather_objects(batch["category_index"].tolist(), world), dtype=torch.long)
+            loss = loss + category_loss({k: gather_with_grad(logits[k]["category"].float(), world) for k in logits},
+                                        targets)
     return loss
 
 

@@ -99,12 +99,12 @@ class CachedTowers(nn.Module):
         stats = self.model.pixel_stats(images)
         return features if stats is None else torch.cat([features, stats], dim=1)
 
-    def _head(self, tower: nn.Module, body: torch.Tensor, photo: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(unit joint embedding, a photo's colour logits or None) from a body's output."""
+    def _head(self, tower: nn.Module, body: torch.Tensor, kind: str) -> tuple[torch.Tensor, dict]:
+        """(unit joint embedding, the heads' logits) of a "photo" or "sketch" from a body's output."""
         width = self.model.pixel_stats_width
         split = body.shape[1] - width
         features = self._splits[id(tower)][1](body[:, :split].reshape(-1, *self._map_shape[id(tower)]))
-        return self.model.joint_and_colour(tower.head(features), body[:, split:] if width else None, photo)
+        return self.model.visual_outputs(tower.head(features), body[:, split:] if width else None, kind)
 
     @torch.no_grad()
     def bodies(self, images: torch.Tensor | None, sketches: torch.Tensor, tokens: torch.Tensor | None) -> dict:
@@ -123,12 +123,11 @@ class CachedTowers(nn.Module):
         return text.pooler(text.transformer(input_ids=tokens, attention_mask=mask), mask).float()
 
     def heads(self, photo_features, sketch_features, text_features) -> tuple:
-        """(photo, sketch, text) joint embeddings and the (photo, text) colour logits (None without
-        a colour head)."""
-        photos, photo_logits = self._head(self.model.clip.visual, photo_features, photo=True)
-        sketch_emb, _ = self._head(self.sketch_tower, sketch_features, photo=False)
-        text_emb, text_logits = self.model.text_and_colour(self.model.clip.text.proj(text_features))
-        return photos, sketch_emb, text_emb, photo_logits, text_logits
+        """(photo, sketch, text) joint embeddings and the heads' logits by kind ({} without heads)."""
+        photos, photo_logits = self._head(self.model.clip.visual, photo_features, "photo")
+        sketch_emb, sketch_logits = self._head(self.sketch_tower, sketch_features, "sketch")
+        text_emb, text_logits = self.model.text_outputs(self.model.clip.text.proj(text_features))
+        return photos, sketch_emb, text_emb, {"photo": photo_logits, "sketch": sketch_logits, "text": text_logits}
 
     def forward(self, images, sketches, tokens, has_sketch=None, has_text=None):
         return self.model.joint_outputs(*self.heads(images, sketches, tokens), has_sketch, has_text)
@@ -136,10 +135,11 @@ class CachedTowers(nn.Module):
     @torch.no_grad()
     def embed(self, table: "FeatureTable") -> dict:
         """Embeddings of a cached split in `embed_split`'s form (clean sketches, view 0)."""
-        photo, sketch, text, photo_logits, text_logits = self.heads(table.photo, table.sketch[0], table.text[0])
+        photo, sketch, text, logits = self.heads(table.photo, table.sketch[0], table.text[0])
         m = self.model
-        return {"photo": m.photo_vector(photo, photo_logits).cpu(), "sketch": m.with_colour(sketch, None).cpu(),
-                "text": m.text_vector(text, text_logits, table.texts[0]).cpu(), "product_id": table.product_id,
+        return {"photo": m.vector(photo, logits["photo"], "photo").cpu(),
+                "sketch": m.vector(sketch, logits["sketch"], "sketch").cpu(),
+                "text": m.vector(text, logits["text"], "text", table.texts[0]).cpu(), "product_id": table.product_id,
                 "caption": table.caption, "category": table.category}
 
 

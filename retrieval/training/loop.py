@@ -15,8 +15,9 @@ import torch
 from fsbir import FsbirError
 from fsbir.shardformat import count_ok_rows
 
+from ..category import category_names, category_targets
 from ..checkpoint import load_checkpoint, save_checkpoint
-from ..data import LoaderConfig, check_columns, check_template_columns, make_loader
+from ..data import LoaderConfig, check_columns, check_template_columns, iter_rows, make_loader
 from ..evaluate import load_human_queries, pick_device
 from ..factory import create_model
 from ..model_card import write_model_card
@@ -79,6 +80,15 @@ def batch_groups(cfg: TrainConfig, table, batch_size: int) -> list | None:
     return [str(v) for v in table.columns[cfg.batch_by]]
 
 
+def with_category_index(batches, column: str | None, names: tuple[str, ...]):
+    """Batches with each row's class of the category head ("category_index", -1 where it has none);
+    the batches as they are without a head."""
+    for batch in batches:
+        if names:
+            batch["category_index"] = category_targets(batch[column], names)
+        yield batch
+
+
 def train(cfg: TrainConfig, resume: bool = False, on_step: Callable[[dict], None] | None = None,
           on_epoch: Callable[[dict], None] | None = None,
           on_features: Callable[[int, int], None] | None = None) -> dict:
@@ -117,13 +127,21 @@ def _train(cfg: TrainConfig, resume: bool, world: World, device: str, on_step, o
             raise FsbirError(f"--sketch-shards {folder} has no ok train rows")
     if cfg.batch_by not in (None, "caption"):
         check_columns(cfg.shards, (cfg.batch_by,), "--batch-by names")
+    names: tuple[str, ...] = ()
+    if cfg.category_head:
+        check_columns(cfg.shards, (cfg.category_column,), "--category-column names")
+        names = category_names(r[cfg.category_column] for r in iter_rows(cfg.shards, "train", [cfg.category_column]))
+        if not names:
+            raise FsbirError(f"the category column {cfg.category_column!r} is empty in the train split; "
+                             "give another column or --category-head-weight 0")
+    spec = cfg.spec(names)
     schedule = Schedule.plan(cfg, n_train, world)
     if world.is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
 
     _seed_everything(cfg.seed)
-    model, pp, tokenizer = create_model(cfg.spec, device=device)
+    model, pp, tokenizer = create_model(spec, device=device)
     if cfg.freeze_on(device):
         model.lock_pretrained_towers(cfg.unlocked_groups)
     optimizer, scheduler = make_optimizer(model, cfg, schedule.steps_per_epoch * cfg.epochs)
@@ -150,7 +168,7 @@ def _train(cfg: TrainConfig, resume: bool, world: World, device: str, on_step, o
     human = load_val_queries(cfg, pp) if world.is_main else None
     if human is not None and not has_val:
         raise FsbirError(f"--val-queries are searched against the val split, and {cfg.shards} has no ok val rows")
-    categories = (cfg.category_column,) if cfg.category_weight else ()
+    categories = (cfg.category_column,) if cfg.category_weight or cfg.category_head else ()
     val_table = None
     if towers is None:
         for option, given in (("--batch-by", cfg.batch_by), ("--sketch-shards", cfg.sketch_shards),
@@ -166,7 +184,7 @@ def _train(cfg: TrainConfig, resume: bool, world: World, device: str, on_step, o
 
         def epoch_batches(epoch: int):
             dataset.set_epoch(epoch)
-            return loader
+            return with_category_index(loader, cfg.category_column, names)
     else:
         views = view_count(cfg.cache_views, cfg.augment)
         n_val = count_ok_rows(cfg.shards, "val") if has_val and world.is_main else 0
@@ -197,13 +215,14 @@ def _train(cfg: TrainConfig, resume: bool, world: World, device: str, on_step, o
                 raise FsbirError(f"none of the drawings in {cfg.sketch_pairs} draws a product of the train split")
 
         def epoch_batches(epoch: int):
-            return cached_batches(train_table, schedule.rank_batch, cfg.seed, epoch, categories[0] if categories else None,
-                                  groups, cfg.batch_groups, pairs)
+            return with_category_index(cached_batches(train_table, schedule.rank_batch, cfg.seed, epoch,
+                                                      categories[0] if categories else None, groups, cfg.batch_groups,
+                                                      pairs), cfg.category_column, names)
     record: dict = {}
 
     def checkpoint(epochs_done: int, metrics: dict, partial_epoch: EpochProgress | None, name: str) -> None:
         save_checkpoint(ckpt_dir / name, {
-            "config": cfg.to_dict(), "model_spec": asdict(cfg.spec), "model": model.state_dict(),
+            "config": cfg.to_dict(), "model_spec": asdict(spec), "model": model.state_dict(),
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
             "epoch": epochs_done, "metrics": metrics, "world_size": world.size,
             "partial_epoch": asdict(partial_epoch) if partial_epoch else None})
