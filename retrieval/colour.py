@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fsbir.sketchgen import find_words
+from fsbir.sketchgen.edges import MAX_SKIN_SHARE, SKIN_CB, SKIN_CR, SKIN_MIN_Y
 
 # Colour words of English product captions; a compound ("navy blue") is one colour, not two.
 COLOUR_NAMES: tuple[str, ...] = (
@@ -62,25 +63,32 @@ def _rgb_to_hsv(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     return torch.where(spread > 0, hue, torch.zeros_like(hue)) % 1.0, saturation, value
 
 
-def product_mask(rgb: torch.Tensor, tolerance: float = 20 / 255) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(foreground, skin, product) bool maps (N, H, W) of RGB images in [0, 1]: the foreground
-    differs from the border's median colour (the studio background, or the letterbox) by more than
-    `tolerance` in some channel; skin is Chai and Ngan's YCrCb box (as the drop-skin sketches use);
-    the product is the foreground that is not skin, or the whole foreground when that leaves
-    almost nothing (an item that is itself skin-coloured), or the whole image when that does."""
+def product_mask(rgb: torch.Tensor, tolerance: float = 24 / 255) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(foreground, skin, product) bool maps (N, H, W) of RGB images in [0, 1]. The background is
+    what lies within `tolerance` of white (the letterbox's padding) or of the studio's colour (the
+    median of the border pixels that are not padding). Skin is Chai and Ngan's YCrCb box, as the
+    drop-skin sketches use it. The product is the foreground that is not skin; the whole foreground
+    when skin is most of it (a tan bag, a beige dress: the item itself is skin-coloured); the whole
+    image when the foreground is almost nothing."""
     border = torch.cat([rgb[:, :, 0], rgb[:, :, -1], rgb[:, :, :, 0], rgb[:, :, :, -1]], dim=2)
-    background = border.median(dim=2).values[:, :, None, None]
-    foreground = (rgb - background).abs().amax(dim=1) > tolerance
+    padding = (border > 250 / 255).all(dim=1, keepdim=True)
+    studio = torch.where(padding, torch.full_like(border, float("nan")), border).nanmedian(dim=2).values
+    studio = torch.nan_to_num(studio, nan=1.0)
+
+    def near(colour: torch.Tensor) -> torch.Tensor:
+        return (rgb - colour[:, :, None, None]).abs().amax(dim=1) <= tolerance
+
+    foreground = ~(near(studio) | near(torch.ones_like(studio)))
     r, g, b = rgb.unbind(1)
     y = 0.299 * r + 0.587 * g + 0.114 * b
-    cr, cb = (r - y) * 0.713 + 0.5, (b - y) * 0.564 + 0.5
-    skin = (y > 40 / 255) & (cr >= 133 / 255) & (cr <= 173 / 255) & (cb >= 77 / 255) & (cb <= 127 / 255)
-    product = foreground & ~skin
-    least = 0.002 * rgb.shape[2] * rgb.shape[3]
-    few = product.flatten(1).sum(1) < least
-    product = torch.where(few[:, None, None], foreground, product)
-    few = product.flatten(1).sum(1) < least
-    return foreground, skin, product | few[:, None, None]
+    cr, cb = ((r - y) * 0.713 + 0.5) * 255, ((b - y) * 0.564 + 0.5) * 255  # OpenCV's 8-bit YCrCb
+    skin = ((y * 255 > SKIN_MIN_Y) & (cr >= SKIN_CR[0]) & (cr <= SKIN_CR[1]) & (cb >= SKIN_CB[0])
+            & (cb <= SKIN_CB[1]))
+    area = foreground.flatten(1).sum(1)
+    mostly_skin = (skin & foreground).flatten(1).sum(1) > MAX_SKIN_SHARE * area
+    product = torch.where(mostly_skin[:, None, None], foreground, foreground & ~skin)
+    empty = product.flatten(1).sum(1) < 0.002 * rgb.shape[2] * rgb.shape[3]
+    return foreground, skin, product | empty[:, None, None]
 
 
 def product_stats(rgb: torch.Tensor) -> torch.Tensor:

@@ -8,9 +8,9 @@ from fsbir.pipelines.build import BuildConfig, run_build
 from fsbir.pipelines.catalog import CatalogSpec
 from fsbir.pipelines.demo_catalog import write_demo_catalog
 from fsbir.retrieval.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from fsbir.retrieval.colour import (COLOUR_ALIASES, COLOUR_NAMES, colour_loss, colour_targets, names_a_colour,
-                                    soft_cross_entropy)
-from fsbir.retrieval.factory import ModelSpec, create_model
+from fsbir.retrieval.colour import (COLOUR_ALIASES, COLOUR_NAMES, HUE_BINS, colour_loss, colour_targets, names_a_colour,
+                                    product_mask, product_stats, soft_cross_entropy)
+from fsbir.retrieval.factory import ModelSpec, Preprocess, create_model
 from fsbir.retrieval.transforms import decode_photo, photo_tensor
 from fsbir.shardformat import shard_files
 from fsbir.sketchgen import find_words
@@ -91,7 +91,7 @@ def test_the_colour_loss_teaches_the_head_photo_and_word_colours(tmp_path):
     captions = [r["caption"] for r in rows]
     with torch.no_grad():
         stats = model.pixel_stats(images)
-        photo, _ = model.joint_and_colour(model.clip.encode_image(images), stats, photo=False)
+        photo, _ = model.visual_outputs(model.clip.encode_image(images), stats, "sketch")
         text = F.normalize(model.clip.encode_text(tok(captions)), dim=-1)
     _, head_stats = model.split_pixel_stats(stats)
     train = torch.tensor([r["split"] == "train" for r in rows])
@@ -124,3 +124,40 @@ def test_a_checkpoint_from_before_the_head_loads_without_it(demo_run, tmp_path):
     save_checkpoint(tmp_path / "old.pt", {**ckpt, "model_spec": spec, "model": old})
     model, *_ = model_from_checkpoint(tmp_path / "old.pt")
     assert model.colour_head is None and model.embed_dim == model.joint_dim
+
+
+def _worn_shirt(shirt_rgb) -> torch.Tensor:
+    """A studio photo as the model sees it (JPEG bytes, decoded, letterboxed, normalised): a grey
+    background, a skin-coloured head and arms, and a shirt of `shirt_rgb`."""
+    from PIL import Image
+
+    from tests.conftest import encode
+
+    arr = np.full((224, 168, 3), 236, np.uint8)
+    arr[14:60, 64:104] = (224, 172, 140)  # the head
+    arr[70:160, 22:42] = arr[70:160, 126:146] = (224, 172, 140)  # the arms
+    arr[64:190, 42:126] = shirt_rgb
+    pp = Preprocess(image_size=160, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))  # the default model's
+    rgb = decode_photo(encode(Image.fromarray(arr), "JPEG", quality=92), pp.image_size)
+    return photo_tensor(rgb, pp)[None] * torch.tensor(pp.std).view(1, 3, 1, 1) + torch.tensor(pp.mean).view(1, 3, 1, 1)
+
+
+def test_product_stats_read_the_garment_not_the_background_or_the_skin():
+    red, blue = _worn_shirt((200, 30, 40)), _worn_shirt((40, 60, 190))
+    foreground, skin, product = product_mask(red)
+    side = red.shape[-1]
+    assert skin.float().mean() > 0.05 and not (product & skin).any()
+    assert foreground.float().mean() < 0.6 and product.float().mean() > 0.15
+    y0, x0 = int(side * 0.45), side // 2  # inside the shirt
+    assert product[0, y0, x0] and not product[0, 2, 2]  # the shirt is the product, the corner background
+    hue_mass = product_stats(red)[0, :HUE_BINS * 4].div(2).pow(2)  # the histogram part, back to shares
+    red_bins, blue_bins = hue_mass[:4].sum() + hue_mass[-4:].sum(), hue_mass[7 * 4:9 * 4].sum()
+    assert red_bins > 0.8 and blue_bins < 0.05, "the red shirt's pixels fall in the red hue bins"
+    blue_mass = product_stats(blue)[0, :HUE_BINS * 4].div(2).pow(2)
+    assert blue_mass[7 * 4:9 * 4].sum() > 0.8
+
+
+def test_an_item_all_in_skin_colours_keeps_its_pixels():
+    tan = _worn_shirt((224, 172, 140))  # a tan jacket: every foreground pixel is skin-coloured
+    foreground, skin, product = product_mask(tan)
+    assert torch.equal(product, foreground) and foreground.float().mean() > 0.3
