@@ -218,12 +218,13 @@ class FsbirModel(nn.Module):
         t = self.encode_text(tokens, texts) if tokens is not None else None
         return self.fuse_queries(s, t, has_sketch, has_text)
 
-    def forward(self, images, sketches, tokens, has_sketch=None, has_text=None):
+    def forward(self, images, sketches, tokens, has_sketch=None, has_text=None, category_texts=None):
         """(photo, fused query, sketch, text) joint embeddings, all L2-normalised, the log logit
         scale, returned as open_clip's CLIP returns its scale, and the heads' logits by kind and
         head ({"photo": {"colour": ..., "category": ...}, "sketch": ..., "text": ...}; empty without
         heads): a DDP wrapper must see every parameter the loss uses come out of forward (the scale
-        a copy, since a bare leaf is not traced)."""
+        a copy, since a bare leaf is not traced). `category_texts`: the tokens of the category
+        head's class names, whose text logits come out under "names"."""
         n = len(images)
         if self.sketch_visual is None:
             # One pass through the shared tower for photos and sketches together.
@@ -237,8 +238,10 @@ class FsbirModel(nn.Module):
         photos, photo_logits = self.visual_outputs(photo_f, photo_s, "photo")
         sketch_emb, sketch_logits = self.visual_outputs(sketch_f, sketch_s, "sketch")
         text_emb, text_logits = self.text_outputs(self.clip.encode_text(tokens))
-        return self.joint_outputs(photos, sketch_emb, text_emb,
-                                  {"photo": photo_logits, "sketch": sketch_logits, "text": text_logits}, has_sketch, has_text)
+        logits = {"photo": photo_logits, "sketch": sketch_logits, "text": text_logits}
+        if category_texts is not None:
+            logits["names"] = self.text_outputs(self.clip.encode_text(category_texts))[1]
+        return self.joint_outputs(photos, sketch_emb, text_emb, logits, has_sketch, has_text)
 
     def joint_outputs(self, photos, sketch_emb, text_emb, logits: dict, has_sketch, has_text) -> tuple:
         """forward's return, shared with the cached-feature model (training/features.py)."""

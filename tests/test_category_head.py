@@ -157,3 +157,35 @@ def test_the_category_loss_teaches_the_heads_photos_sketches_and_words(tmp_path)
         words = ["a long trouser", "some shorts", "a handbag", "sneakers", "a cap"]
         asked = head.logits("text", F.normalize(model.clip.encode_text(tok(words)), dim=-1)).argmax(1)
     assert [names[i] for i in asked] == ["trousers", "shorts", "bag", "shoe", "hat"]
+
+
+def test_the_class_names_teach_the_text_head_through_the_loss():
+    """With no row labelled, the category loss reaches the text head only through the class names
+    given as texts (what `fsbir train` adds to every batch): a step moves the head towards reading
+    each name as its class, and without the names nothing reaches it."""
+    from fsbir.retrieval.training.epoch import batch_loss
+    from fsbir.retrieval.training.loop import category_texts
+
+    model, pp, tok = create_model(ModelSpec(model="fsbir-tiny", category_names=NAMES, category_head_weight=0.3))
+    cfg = TrainConfig(shards="s", out="o", model="fsbir-tiny", colour_weight=0, category_column="category")
+    n = 4
+    batch = {"images": torch.rand(n, 3, pp.image_size, pp.image_size), "sketches": torch.rand(n, 3, pp.image_size, pp.image_size),
+             "tokens": tok(["a plain top"] * n), "caption": ["a plain top"] * n, "texts": ["a plain top"] * n,
+             "category": [None] * n, "category_index": torch.full((n,), -1)}
+    masks = torch.ones(n, dtype=torch.bool), torch.ones(n, dtype=torch.bool)
+    head = model.category_head
+    optimizer = torch.optim.SGD(head.parameters(), lr=0.5)
+
+    def names_read_right() -> float:
+        with torch.no_grad():
+            text = F.normalize(model.clip.encode_text(tok(category_texts(NAMES))), dim=-1)
+            return head.logits("text", text).log_softmax(1).diagonal().mean().item()
+
+    batch_loss(model, batch, *masks, cfg, "cpu").backward()
+    assert all(p.grad is None or not p.grad.any() for p in head.text.parameters())
+    before = names_read_right()
+    for _ in range(20):
+        optimizer.zero_grad()
+        batch_loss(model, {**batch, "category_texts": tok(category_texts(NAMES))}, *masks, cfg, "cpu").backward()
+        optimizer.step()
+    assert names_read_right() > before + 0.5

@@ -44,8 +44,10 @@ def batch_loss(model, batch: dict, has_sketch: torch.Tensor, has_text: torch.Ten
     batch (features and categories of every rank gathered); with a colour head, its colour loss,
     and with a category head, its category loss, over the global batch as well."""
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda")):
+        names = batch.get("category_texts")
         *embeddings, logit_scale, logits = model(batch["images"].to(device), batch["sketches"].to(device),
-                                                 batch["tokens"].to(device), has_sketch.to(device), has_text.to(device))
+                                                 batch["tokens"].to(device), has_sketch.to(device), has_text.to(device),
+                                                 names.to(device) if names is not None else None)
         photos, queries, sketch_emb, text_emb = (gather_with_grad(e.float(), world) for e in embeddings)
         loss = info_nce(queries, photos, logit_scale)
         if cfg.single_mode_weight:
@@ -60,8 +62,11 @@ def batch_loss(model, batch: dict, has_sketch: torch.Tensor, has_text: torch.Ten
                                       gather_objects(batch["texts"], world))
         if "category" in logits["photo"]:  # the loop adds each row's class ("category_index", -1: none)
             targets = torch.tensor(gather_objects(batch["category_index"].tolist(), world), dtype=torch.long)
-            loss = loss + category_loss({k: gather_with_grad(logits[k]["category"].float(), world) for k in logits},
-                                        targets)
+            loss = loss + category_loss({k: gather_with_grad(logits[k]["category"].float(), world)
+                                         for k in ("photo", "sketch", "text")}, targets)
+        if "names" in logits:  # the same on every rank: each class's own name is a text of that class
+            name_logits = logits["names"]["category"]
+            loss = loss + category_loss({"names": name_logits}, torch.arange(len(name_logits)))
     return loss
 
 

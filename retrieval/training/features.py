@@ -129,8 +129,12 @@ class CachedTowers(nn.Module):
         text_emb, text_logits = self.model.text_outputs(self.model.clip.text.proj(text_features))
         return photos, sketch_emb, text_emb, {"photo": photo_logits, "sketch": sketch_logits, "text": text_logits}
 
-    def forward(self, images, sketches, tokens, has_sketch=None, has_text=None):
-        return self.model.joint_outputs(*self.heads(images, sketches, tokens), has_sketch, has_text)
+    def forward(self, images, sketches, tokens, has_sketch=None, has_text=None, category_texts=None):
+        """As FsbirModel's forward; `category_texts` are the class names' cached text features."""
+        *outputs, logits = self.heads(images, sketches, tokens)
+        if category_texts is not None:
+            logits["names"] = self.model.text_outputs(self.model.clip.text.proj(category_texts))[1]
+        return self.model.joint_outputs(*outputs, logits, has_sketch, has_text)
 
     @torch.no_grad()
     def embed(self, table: "FeatureTable") -> dict:

@@ -80,13 +80,21 @@ def batch_groups(cfg: TrainConfig, table, batch_size: int) -> list | None:
     return [str(v) for v in table.columns[cfg.batch_by]]
 
 
-def with_category_index(batches, column: str | None, names: tuple[str, ...]):
-    """Batches with each row's class of the category head ("category_index", -1 where it has none);
-    the batches as they are without a head."""
+def with_category_index(batches, column: str | None, names: tuple[str, ...], name_texts: torch.Tensor | None):
+    """Batches with each row's class of the category head ("category_index", -1 where it has none)
+    and the classes' names as texts ("category_texts": tokens, or their cached text features), so
+    the text head also learns the catalog's own words for its categories ("a belt", "sunglasses"),
+    which long captions rarely say alone; the batches as they are without a head."""
     for batch in batches:
         if names:
             batch["category_index"] = category_targets(batch[column], names)
+            batch["category_texts"] = name_texts
         yield batch
+
+
+def category_texts(names: tuple[str, ...]) -> list[str]:
+    """How the text head reads each class's name: in lower case, as a shopper types it."""
+    return [n.lower() for n in names]
 
 
 def train(cfg: TrainConfig, resume: bool = False, on_step: Callable[[dict], None] | None = None,
@@ -181,10 +189,11 @@ def _train(cfg: TrainConfig, resume: bool, world: World, device: str, on_step, o
                                   rank=world.rank, world=world.size, extra_columns=categories,
                                   caption_templates=cfg.caption_templates)
         loader, dataset = make_loader(cfg.shards, loader_cfg, pp, tokenizer, shuffle=cfg.shuffle_buffer > 1)
+        name_tokens = tokenizer(category_texts(names)) if names else None
 
         def epoch_batches(epoch: int):
             dataset.set_epoch(epoch)
-            return with_category_index(loader, cfg.category_column, names)
+            return with_category_index(loader, cfg.category_column, names, name_tokens)
     else:
         views = view_count(cfg.cache_views, cfg.augment)
         n_val = count_ok_rows(cfg.shards, "val") if has_val and world.is_main else 0
@@ -203,6 +212,7 @@ def _train(cfg: TrainConfig, resume: bool, world: World, device: str, on_step, o
             val_table = cache_features(towers, cfg.shards, val_cfg, pp, tokenizer, 1, device, report)
 
         groups = batch_groups(cfg, train_table, schedule.rank_batch)
+        name_features = towers.text_body(tokenizer(category_texts(names)).to(device)).cpu() if names else None
         pairs = None
         if cfg.sketch_pairs:
             drawn = load_human_queries(cfg.sketch_pairs, pp, None, None)
@@ -217,7 +227,7 @@ def _train(cfg: TrainConfig, resume: bool, world: World, device: str, on_step, o
         def epoch_batches(epoch: int):
             return with_category_index(cached_batches(train_table, schedule.rank_batch, cfg.seed, epoch,
                                                       categories[0] if categories else None, groups, cfg.batch_groups,
-                                                      pairs), cfg.category_column, names)
+                                                      pairs), cfg.category_column, names, name_features)
     record: dict = {}
 
     def checkpoint(epochs_done: int, metrics: dict, partial_epoch: EpochProgress | None, name: str) -> None:
