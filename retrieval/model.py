@@ -138,13 +138,13 @@ class FsbirModel(nn.Module):
 
     def visual_outputs(self, features: torch.Tensor, stats: torch.Tensor | None, kind: str) -> tuple[torch.Tensor, dict]:
         """A vision tower's output and `pixel_stats` → (unit joint embedding, the heads' logits by
-        head name) of a "photo" or a "sketch": a photo's colour and category, a sketch's category."""
+        head name) of a "photo" or a "sketch": a photo's colour and category; a sketch has none."""
         colour_stats, head_stats = self.split_pixel_stats(stats)
         joint = self.visual_embedding(features, colour_stats)
         logits = {}
         if kind == "photo" and self.colour_head is not None:
             logits["colour"] = self.colour_head.photo_logits(joint, head_stats)
-        if self.category_head is not None:
+        if kind == "photo" and self.category_head is not None:
             logits["category"] = self.category_head.logits(kind, joint)
         return joint, logits
 
@@ -159,9 +159,9 @@ class FsbirModel(nn.Module):
         return joint, logits
 
     def vector(self, joint: torch.Tensor, logits: dict, kind: str, texts: list[str] | None = None) -> torch.Tensor:
-        """The joint embedding followed by the heads' blocks (zeros where a head says nothing, as
-        the colour head of a sketch). A text's colour block, with `texts` (the strings the
-        embedding came from), only where the words name a colour (`names_a_colour`)."""
+        """The joint embedding followed by the heads' blocks (zeros where a head says nothing: a
+        sketch's). A text's colour block, with `texts` (the strings the embedding came from), only
+        where the words name a colour (`names_a_colour`)."""
         blocks = [joint]
         if self.colour_head is not None:
             colour = logits.get("colour")
@@ -175,7 +175,9 @@ class FsbirModel(nn.Module):
                     named = named * names_a_colour(texts).to(named.device, named.dtype)[:, None]
                 blocks.append(named)
         if self.category_head is not None:
-            blocks.append(self.category_head.block(logits["category"]))
+            category = logits.get("category")
+            blocks.append(self.category_head.block(category) if category is not None
+                          else joint.new_zeros(len(joint), self.category_head.width))
         return torch.cat(blocks, dim=1) if len(blocks) > 1 else joint
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
@@ -192,24 +194,16 @@ class FsbirModel(nn.Module):
     def fuse_queries(self, sketch: torch.Tensor | None, text: torch.Tensor | None,
                      has_sketch: torch.Tensor | None = None, has_text: torch.Tensor | None = None) -> torch.Tensor:
         """Encoded sketches and texts (either may be None) → queries: the query fusion joins their
-        joint embeddings; the colour block is the text's, where a query has words; the category
-        block is the words', where it has words, else the sketch's."""
+        joint embeddings; the heads' blocks are the words', where a query has words."""
         d = self.joint_dim
         joint = self.query_fusion(sketch[:, :d] if sketch is not None else None, text[:, :d] if text is not None else None,
                                   has_sketch, has_text)
         if self.embed_dim == d:
             return joint
-        n = len(joint)
-        words = (torch.ones(n, dtype=torch.bool, device=joint.device) if has_text is None else has_text.to(joint.device).bool()
-                 ) & (text is not None)
-        drawn = (torch.ones(n, dtype=torch.bool, device=joint.device) if has_sketch is None else has_sketch.to(joint.device).bool()
-                 ) & (sketch is not None)
-        zeros = joint.new_zeros(n, self.embed_dim - d)
-        blocks = torch.where(words[:, None], text[:, d:] if text is not None else zeros, zeros)
-        colour = self.block_widths[0]
-        if self.category_head is not None and sketch is not None:  # no words: the sketch's category
-            blocks[:, colour:] = torch.where(drawn[:, None] & ~words[:, None], sketch[:, d + colour:], blocks[:, colour:])
-        return torch.cat([joint, blocks], dim=1)
+        block = text[:, d:] if text is not None else joint.new_zeros(len(joint), self.embed_dim - d)
+        if has_text is not None:
+            block = block * has_text.to(block.device, block.dtype)[:, None]
+        return torch.cat([joint, block], dim=1)
 
     def encode_query(self, sketches: torch.Tensor | None, tokens: torch.Tensor | None,
                      has_sketch: torch.Tensor | None = None, has_text: torch.Tensor | None = None,

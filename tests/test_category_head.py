@@ -16,9 +16,8 @@ from fsbir.retrieval.checkpoint import load_checkpoint, model_from_checkpoint, s
 from fsbir.retrieval.colour import COLOUR_NAMES
 from fsbir.retrieval.factory import ModelSpec, create_model
 from fsbir.retrieval.training import TrainConfig, train
-from fsbir.retrieval.transforms import decode_photo, photo_tensor, sketch_tensor
+from fsbir.retrieval.transforms import decode_photo, photo_tensor
 from fsbir.shardformat import shard_files
-from fsbir.sketchgen import decode_sketch
 
 NAMES = ("Shirts", "Shoes", "Trousers")
 
@@ -38,12 +37,12 @@ def test_category_loss_skips_rows_without_a_category():
     assert none.item() == 0 and none.requires_grad
 
 
-def test_the_category_block_is_the_words_where_there_are_words_else_the_sketch():
+def test_the_category_block_is_the_words_and_a_sketch_has_none():
     model, pp, tok = create_model(ModelSpec(model="fsbir-tiny", colour_weight=0.25, category_names=NAMES,
                                             category_head_weight=0.4))
     d, colour = model.joint_dim, len(COLOUR_NAMES)
     assert model.embed_dim == d + colour + len(NAMES)
-    for head in (model.category_head.photo, model.category_head.sketch, model.category_head.text):
+    for head in (model.category_head.photo, model.category_head.text):
         torch.nn.init.normal_(head[-1].weight, std=2.0)  # a head that has an opinion
     images = torch.rand(4, 3, pp.image_size, pp.image_size)
     words = ["a red shirt", "a shoe", "trousers", "a blue shirt"]
@@ -53,13 +52,12 @@ def test_the_category_block_is_the_words_where_there_are_words_else_the_sketch()
                                    torch.tensor([True, False, True, True]))
         sketch_only = model.encode_query(images, None)
     k = slice(d + colour, None)
-    for v in (photo, sketch, text):  # √0.4 · √(a distribution)
+    for v in (photo, text):  # √0.4 · √(a distribution)
         assert torch.allclose(v[:, k].pow(2).sum(1), torch.full((4,), 0.4), atol=1e-5)
-    assert not torch.allclose(sketch[:, k], text[:, k])
-    assert torch.equal(fused[[0, 2, 3], k], text[[0, 2, 3], k])  # words: their category
-    assert torch.equal(fused[1, k], sketch[1, k])  # a sketch alone: its own
-    assert torch.equal(sketch_only[:, k], sketch[:, k]) and (sketch_only[:, d:d + colour] == 0).all()
-    assert torch.equal(fused[0, d:d + colour], text[0, d:d + colour]) and (fused[1, d:d + colour] == 0).all()
+    assert not torch.allclose(photo[:, k], text[:, k])
+    assert (sketch[:, d:] == 0).all() and (sketch_only[:, d:] == 0).all()  # a drawing names nothing
+    assert torch.equal(fused[[0, 2, 3], k], text[[0, 2, 3], k]) and (fused[1, d:] == 0).all()
+    assert torch.equal(fused[0, d:d + colour], text[0, d:d + colour])
 
 
 def test_a_photo_of_the_asked_category_scores_higher_by_the_weight():
@@ -124,9 +122,9 @@ def test_a_colour_head_from_before_version_2_loads_as_it_was_trained(tmp_path):
 @pytest.mark.slow
 def test_the_category_loss_teaches_the_heads_photos_sketches_and_words(tmp_path):
     """The heads alone, trained by category_loss on a 240-item demo catalog's training rows (real
-    photos and sketches through the real build, the default model's pretrained towers), name the
-    category of held-out photos and sketches well above chance (10 categories) and of short
-    queries no caption used (captions name colour and pattern too: "a long ivory checked trouser")."""
+    photos through the real build, the default model's pretrained towers), name the category of
+    held-out photos well above chance (10 categories) and of short queries no caption used
+    (captions name colour and pattern too: "a long ivory checked trouser")."""
     catalog = write_demo_catalog(tmp_path / "catalog", n=240, seed=5, size=96)
     run_build(BuildConfig(catalog=CatalogSpec(str(catalog)), out_dir=str(tmp_path / "shards"), image_size=64,
                           shard_size=500, workers=1, val_fraction=0.2, test_fraction=0.2))
@@ -135,10 +133,8 @@ def test_the_category_loss_teaches_the_heads_photos_sketches_and_words(tmp_path)
     model, pp, tok = create_model(ModelSpec(model="fsbir-effnet-lite0-minilm", category_names=names, category_head_weight=1.0))
     model.eval()
     images = torch.stack([photo_tensor(decode_photo(r["image"]["bytes"], pp.image_size), pp) for r in rows])
-    sketches = torch.stack([sketch_tensor(decode_sketch(r["sketch"]["bytes"]), pp) for r in rows])
     with torch.no_grad():
         joint = {"photo": model.visual_outputs(model.clip.encode_image(images), None, "photo")[0],
-                 "sketch": model.visual_outputs(model.clip.encode_image(sketches), None, "sketch")[0],
                  "text": F.normalize(model.clip.encode_text(tok([r["caption"] for r in rows])), dim=-1)}
     targets = category_targets([r["category"] for r in rows], names)
     train_rows = torch.tensor([r["split"] == "train" for r in rows])
@@ -151,9 +147,8 @@ def test_the_category_loss_teaches_the_heads_photos_sketches_and_words(tmp_path)
         optimizer.step()
     held_out = ~train_rows
     with torch.no_grad():
-        for kind in ("photo", "sketch"):
-            right = (head.logits(kind, joint[kind][held_out]).argmax(1) == targets[held_out]).float().mean()
-            assert right >= 0.5, f"held-out {kind}s' category right for {right:.2f} (10 categories)"
+        right = (head.logits("photo", joint["photo"][held_out]).argmax(1) == targets[held_out]).float().mean()
+        assert right >= 0.5, f"held-out photos' category right for {right:.2f} (10 categories)"
         words = ["a long trouser", "some shorts", "a handbag", "sneakers", "a cap"]
         asked = head.logits("text", F.normalize(model.clip.encode_text(tok(words)), dim=-1)).argmax(1)
     assert [names[i] for i in asked] == ["trousers", "shorts", "bag", "shoe", "hat"]

@@ -30,7 +30,7 @@ class TrainConfig:
     sketch_tower: str = "shared"
     # The colour head (retrieval/colour.py): search adds this × P(photo in the colour the words name)
     # to the cosine; the head learns from the captions' colour words. 0 = no head.
-    colour_weight: float = 0.15
+    colour_weight: float = 0.3
     # The category head (retrieval/category.py), with `category_column`: search adds this × the
     # agreement of the query's and the photo's category distributions. 0 = no head.
     category_head_weight: float = 0.3

@@ -63,7 +63,7 @@ def batch_loss(model, batch: dict, has_sketch: torch.Tensor, has_text: torch.Ten
         if "category" in logits["photo"]:  # the loop adds each row's class ("category_index", -1: none)
             targets = torch.tensor(gather_objects(batch["category_index"].tolist(), world), dtype=torch.long)
             loss = loss + category_loss({k: gather_with_grad(logits[k]["category"].float(), world)
-                                         for k in ("photo", "sketch", "text")}, targets)
+                                         for k in ("photo", "text")}, targets)
         if "names" in logits:  # the same on every rank: each class's own name is a text of that class
             name_logits = logits["names"]["category"]
             loss = loss + category_loss({"names": name_logits}, torch.arange(len(name_logits)))
