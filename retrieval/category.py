@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .colour import block, class_mlp
+from .colour import class_block, class_mlp
 
 KINDS = ("photo", "text")
 
@@ -47,7 +47,7 @@ class CategoryHead(nn.Module):
         return getattr(self, kind)(joint.detach().float() * self.scale)
 
     def block(self, logits: torch.Tensor) -> torch.Tensor:
-        return block(self.weight, logits.softmax(dim=1), version=2)
+        return class_block(self.weight, logits.softmax(dim=1), version=2)
 
 
 def category_loss(logits: dict[str, torch.Tensor], targets: torch.Tensor) -> torch.Tensor:

@@ -215,7 +215,7 @@ class FsbirModel(nn.Module):
     def forward(self, images, sketches, tokens, has_sketch=None, has_text=None, category_texts=None):
         """(photo, fused query, sketch, text) joint embeddings, all L2-normalised, the log logit
         scale, returned as open_clip's CLIP returns its scale, and the heads' logits by kind and
-        head ({"photo": {"colour": ..., "category": ...}, "sketch": ..., "text": ...}; empty without
+        head ({"photo": {"colour": ..., "category": ...}, "sketch": {}, "text": {...}}; empty without
         heads): a DDP wrapper must see every parameter the loss uses come out of forward (the scale
         a copy, since a bare leaf is not traced). `category_texts`: the tokens of the category
         head's class names, whose text logits come out under "names"."""

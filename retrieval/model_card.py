@@ -19,10 +19,13 @@ KNOWN_LIMITS = [
     "flatter a model several times over: people's drawings score far lower than the test split below.",
     "People's doodles of garments photographed worn by a model score near or below chance: the edge map the "
     "model learned from is a whole person, a doodle is the item's outline (docs/experiments.md).",
-    "A drawing carries no colour: colour has to come from the words. With a colour head (`colour_weight` > 0) "
-    "a colour the words name adds weight × P(photo in it) to every photo's score, so items of that colour "
-    "but another type rise with it: more weight, more of the asked colour and less of the asked type "
-    "(`fsbir probe` measures both on this run).",
+    "A drawing carries no colour and no category block: both come from the words. A colour the words name "
+    "adds colour_weight × the agreement of the words' and the photo's colour distributions to every photo's "
+    "score, and the category they name category_head_weight × the same for categories, so items of the asked "
+    "colour but another type compete with items of the asked type in another colour: more colour weight, "
+    "more of the asked colour and less of the asked type (`fsbir probe` measures both on this run).",
+    "The category head knows the categories of the training split only: words that name another kind of "
+    "item are read as the nearest category it knows.",
 ]
 
 

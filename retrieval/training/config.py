@@ -28,8 +28,8 @@ class TrainConfig:
     fusion: str = "avg"
     query_fusion: str | None = None  # how queries are fused after training (avg | agree); None: as `fusion`
     sketch_tower: str = "shared"
-    # The colour head (retrieval/colour.py): search adds this × P(photo in the colour the words name)
-    # to the cosine; the head learns from the captions' colour words. 0 = no head.
+    # The colour head (retrieval/colour.py): search adds this × the agreement of the photo's and the
+    # words' colour distributions to the cosine; the head learns from the captions' colour words. 0 = no head.
     colour_weight: float = 0.3
     # The category head (retrieval/category.py), with `category_column`: search adds this × the
     # agreement of the query's and the photo's category distributions. 0 = no head.
