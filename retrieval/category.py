@@ -26,6 +26,25 @@ def category_names(values) -> tuple[str, ...]:
     return tuple(sorted({str(v) for v in values if v is not None and str(v).strip() and str(v) != "nan"}))
 
 
+def singular(phrase: str) -> str:
+    """An English plural's last word in the singular ("casual shoes" → "casual shoe", "dresses" →
+    "dress"): catalogs name their categories in the plural, shoppers type "a trouser"."""
+    head, _, last = phrase.rpartition(" ")
+    if last.endswith(("sses", "shes", "ches", "xes")):
+        last = last[:-2]
+    elif last.endswith("s") and not last.endswith("ss"):
+        last = last[:-1]
+    return f"{head} {last}".strip()
+
+
+def category_texts(names: tuple[str, ...]) -> list[str]:
+    """The texts that teach the text head the catalog's own words for its categories, which long
+    captions rarely say alone: each name in lower case, then "a" and its singular ("trousers",
+    "a trouser"). The i-th text names class i mod len(names)."""
+    lower = [n.lower() for n in names]
+    return lower + [f"a {singular(n)}" for n in lower]
+
+
 def category_targets(values: list, names: tuple[str, ...]) -> torch.Tensor:
     """(N,) class index of each row's category, -1 where it has none or one the head never learned."""
     index = {n: i for i, n in enumerate(names)}

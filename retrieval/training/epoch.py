@@ -64,9 +64,9 @@ def batch_loss(model, batch: dict, has_sketch: torch.Tensor, has_text: torch.Ten
             targets = torch.tensor(gather_objects(batch["category_index"].tolist(), world), dtype=torch.long)
             loss = loss + category_loss({k: gather_with_grad(logits[k]["category"].float(), world)
                                          for k in ("photo", "text")}, targets)
-        if "names" in logits:  # the same on every rank: each class's own name is a text of that class
+        if "names" in logits:  # the same on every rank: the i-th of `category_texts` names class i mod K
             name_logits = logits["names"]["category"]
-            loss = loss + category_loss({"names": name_logits}, torch.arange(len(name_logits)))
+            loss = loss + category_loss({"names": name_logits}, torch.arange(len(name_logits)) % name_logits.shape[1])
     return loss
 
 

@@ -15,7 +15,7 @@ import torch
 from fsbir import FsbirError
 from fsbir.shardformat import count_ok_rows
 
-from ..category import category_names, category_targets
+from ..category import category_names, category_targets, category_texts
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..data import LoaderConfig, check_columns, check_template_columns, iter_rows, make_loader
 from ..evaluate import load_human_queries, pick_device
@@ -82,19 +82,14 @@ def batch_groups(cfg: TrainConfig, table, batch_size: int) -> list | None:
 
 def with_category_index(batches, column: str | None, names: tuple[str, ...], name_texts: torch.Tensor | None):
     """Batches with each row's class of the category head ("category_index", -1 where it has none)
-    and the classes' names as texts ("category_texts": tokens, or their cached text features), so
-    the text head also learns the catalog's own words for its categories ("a belt", "sunglasses"),
-    which long captions rarely say alone; the batches as they are without a head."""
+    and the classes' names as texts (`category_texts`: their tokens, or their cached text
+    features); the batches as they are without a head."""
     for batch in batches:
         if names:
             batch["category_index"] = category_targets(batch[column], names)
             batch["category_texts"] = name_texts
         yield batch
 
-
-def category_texts(names: tuple[str, ...]) -> list[str]:
-    """How the text head reads each class's name: in lower case, as a shopper types it."""
-    return [n.lower() for n in names]
 
 
 def train(cfg: TrainConfig, resume: bool = False, on_step: Callable[[dict], None] | None = None,
