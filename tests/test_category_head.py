@@ -2,6 +2,7 @@
 categories, in a block that one inner product scores."""
 import dataclasses
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -15,6 +16,7 @@ from fsbir.retrieval.category import category_loss, category_names, category_tar
 from fsbir.retrieval.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from fsbir.retrieval.colour import COLOUR_NAMES
 from fsbir.retrieval.factory import ModelSpec, create_model
+from fsbir.retrieval.index import IndexConfig, SearchEngine, build_index
 from fsbir.retrieval.training import TrainConfig, train
 from fsbir.retrieval.transforms import decode_photo, photo_tensor
 from fsbir.shardformat import shard_files
@@ -93,6 +95,15 @@ def test_training_with_a_category_column_gives_the_model_its_head(demo_shards, t
     with torch.no_grad():
         assert model.encode_text(tok(["a hat"]), ["a hat"]).shape[1] == model.joint_dim + len(COLOUR_NAMES) + len(train_categories)
     assert "category head: the `category` column, weight 0.3" in (out / "MODEL_CARD.md").read_text()
+    # The index holds the photos' blocks and a search's words bring theirs: one inner product.
+    build_index(IndexConfig(shards=str(demo_shards), checkpoint=str(out), out=str(tmp_path / "index")))
+    engine = SearchEngine(tmp_path / "index")
+    stored = np.load(tmp_path / "index" / "embeddings.npy")
+    assert stored.shape[1] == model.embed_dim and (stored[:, -len(train_categories):] > 0).all()
+    query = engine.encode_query(None, "a hat").ravel()
+    assert query.shape == (stored.shape[1],) and (query[-len(train_categories):] > 0).all()  # the words' block
+    found = engine.search(None, "a hat", 5)
+    assert len(found) == 5 and found[0].score == pytest.approx(float((stored @ query).max()), abs=1e-4)
     plain = tmp_path / "plain"
     train(TrainConfig(shards=str(demo_shards), out=str(plain), model="fsbir-tiny", epochs=1, batch_size=8, workers=0,
                       warmup_steps=2))
