@@ -117,24 +117,26 @@ class FsbirModel(nn.Module):
         → the unit joint embedding of a photo or sketch."""
         return F.normalize(features if self.colour is None else features + self.colour.proj(colour_stats), dim=-1)
 
-    def pixel_stats(self, images: torch.Tensor) -> torch.Tensor | None:
-        """What the model reads from the pixels beside the tower: ColourStats' and the colour
-        head's statistics, side by side (None when it has neither)."""
-        parts = [m.stats(images) for m in (self.colour, self.colour_head) if m is not None]
+    def _stats_readers(self, kind: str) -> list[nn.Module]:
+        """Who reads a "photo"'s or a "sketch"'s pixels beside the tower: ColourStats both; the
+        colour head photos alone (a sketch has no colour)."""
+        return [m for m in (self.colour, self.colour_head if kind == "photo" else None) if m is not None]
+
+    def pixel_stats(self, images: torch.Tensor, kind: str = "photo") -> torch.Tensor | None:
+        """What the model reads from the pixels beside the tower, side by side (None when nothing)."""
+        parts = [m.stats(images) for m in self._stats_readers(kind)]
         return torch.cat(parts, dim=1) if parts else None
 
-    @property
-    def pixel_stats_width(self) -> int:
-        return ((self.colour.proj.in_features if self.colour is not None else 0)
-                + (self.colour_head.stats_width if self.colour_head is not None else 0))
+    def pixel_stats_width(self, kind: str = "photo") -> int:
+        return sum(m.proj.in_features if m is self.colour else m.stats_width for m in self._stats_readers(kind))
 
     def split_pixel_stats(self, stats: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """`pixel_stats`' output → (ColourStats' part, the colour head's part)."""
+        """`pixel_stats`' output → (ColourStats' part, the colour head's part; None where absent)."""
         if stats is None:
             return None, None
         first = self.colour.proj.in_features if self.colour is not None else 0
         return (stats[:, :first] if self.colour is not None else None,
-                stats[:, first:] if self.colour_head is not None else None)
+                stats[:, first:] if stats.shape[1] > first else None)
 
     def visual_outputs(self, features: torch.Tensor, stats: torch.Tensor | None, kind: str) -> tuple[torch.Tensor, dict]:
         """A vision tower's output and `pixel_stats` → (unit joint embedding, the heads' logits by
@@ -185,7 +187,7 @@ class FsbirModel(nn.Module):
 
     def encode_sketch(self, sketches: torch.Tensor) -> torch.Tensor:
         tower = self.sketch_visual if self.sketch_visual is not None else self.clip.visual
-        return self.vector(*self.visual_outputs(tower(sketches), self.pixel_stats(sketches), "sketch"), "sketch")
+        return self.vector(*self.visual_outputs(tower(sketches), self.pixel_stats(sketches, "sketch"), "sketch"), "sketch")
 
     def encode_text(self, tokens: torch.Tensor, texts: list[str] | None = None) -> torch.Tensor:
         """`texts`: the strings `tokens` came from; every search and eval passes them (`vector`)."""
@@ -222,13 +224,11 @@ class FsbirModel(nn.Module):
         n = len(images)
         if self.sketch_visual is None:
             # One pass through the shared tower for photos and sketches together.
-            both = torch.cat([images, sketches])
-            features, stats = self.clip.encode_image(both), self.pixel_stats(both)
+            features = self.clip.encode_image(torch.cat([images, sketches]))
             photo_f, sketch_f = features[:n], features[n:]
-            photo_s, sketch_s = (stats[:n], stats[n:]) if stats is not None else (None, None)
         else:
-            photo_f, photo_s = self.clip.encode_image(images), self.pixel_stats(images)
-            sketch_f, sketch_s = self.sketch_visual(sketches), self.pixel_stats(sketches)
+            photo_f, sketch_f = self.clip.encode_image(images), self.sketch_visual(sketches)
+        photo_s, sketch_s = self.pixel_stats(images, "photo"), self.pixel_stats(sketches, "sketch")
         photos, photo_logits = self.visual_outputs(photo_f, photo_s, "photo")
         sketch_emb, sketch_logits = self.visual_outputs(sketch_f, sketch_s, "sketch")
         text_emb, text_logits = self.text_outputs(self.clip.encode_text(tokens))

@@ -69,11 +69,14 @@ def test_heads_on_cached_features_give_the_full_models_outputs(demo_shards, tmp_
         for head in names:
             a, b = full_logits[kind][head], cached_logits[kind][head]
             assert a.shape[1] in widths[head] and torch.allclose(a, b, atol=1e-5)
-    body = towers.bodies(batch["images"], batch["sketches"], None)["images"]
-    colour = (model.colour.proj.in_features if colour_grid else 0) + (3 * 8 * 8 + 3 + PRODUCT_STATS_WIDTH if colour_weight else 0)
+    bodies = towers.bodies(batch["images"], batch["sketches"], None)
+    grid = model.colour.proj.in_features if colour_grid else 0
+    head = 3 * 8 * 8 + 3 + PRODUCT_STATS_WIDTH if colour_weight else 0
     # Locked whole: the pooled 1280 features. With groups open at the top (the head conv and the
-    # last blocks, cut inside stage 5): that stage's 192-channel map, 5 x 5 at 160 px.
-    assert body.shape[1] == (1280 if unlocked == 0 else 192 * 5 * 5) + colour
+    # last blocks, cut inside stage 5): that stage's 192-channel map, 5 x 5 at 160 px. The colour
+    # head reads photos' pixels, not sketches'.
+    trunk = 1280 if unlocked == 0 else 192 * 5 * 5
+    assert bodies["images"].shape[1] == trunk + grid + head and bodies["sketches"].shape[1] == trunk + grid
 
 
 class InOrder(nn.Module):

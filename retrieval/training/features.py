@@ -90,18 +90,18 @@ class CachedTowers(nn.Module):
     def sketch_tower(self) -> nn.Module:
         return self.model.sketch_visual if self.model.sketch_visual is not None else self.model.clip.visual
 
-    def _body(self, tower: nn.Module, images: torch.Tensor) -> torch.Tensor:
-        """A trunk's locked body output, flat, followed by what the model reads from the pixels
-        beside the tower (`pixel_stats`), when it reads any."""
+    def _body(self, tower: nn.Module, images: torch.Tensor, kind: str) -> torch.Tensor:
+        """A trunk's locked body output, flat, followed by what the model reads from a "photo"'s or
+        a "sketch"'s pixels beside the tower (`pixel_stats`), when it reads any."""
         features = self._splits[id(tower)][0](images).float()
         self._map_shape[id(tower)] = tuple(features.shape[1:])
         features = features.flatten(1)
-        stats = self.model.pixel_stats(images)
+        stats = self.model.pixel_stats(images, kind)
         return features if stats is None else torch.cat([features, stats], dim=1)
 
     def _head(self, tower: nn.Module, body: torch.Tensor, kind: str) -> tuple[torch.Tensor, dict]:
         """(unit joint embedding, the heads' logits) of a "photo" or "sketch" from a body's output."""
-        width = self.model.pixel_stats_width
+        width = self.model.pixel_stats_width(kind)
         split = body.shape[1] - width
         features = self._splits[id(tower)][1](body[:, :split].reshape(-1, *self._map_shape[id(tower)]))
         return self.model.visual_outputs(tower.head(features), body[:, split:] if width else None, kind)
@@ -109,9 +109,9 @@ class CachedTowers(nn.Module):
     @torch.no_grad()
     def bodies(self, images: torch.Tensor | None, sketches: torch.Tensor, tokens: torch.Tensor | None) -> dict:
         """The locked bodies' outputs for a batch (photo and caption only when given)."""
-        out = {"sketches": self._body(self.sketch_tower, sketches)}
+        out = {"sketches": self._body(self.sketch_tower, sketches, "sketch")}
         if images is not None:
-            out["images"] = self._body(self.model.clip.visual, images)
+            out["images"] = self._body(self.model.clip.visual, images, "photo")
         if tokens is not None:
             out["tokens"] = self.text_body(tokens)
         return out
