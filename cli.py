@@ -231,6 +231,8 @@ def evaluate(
     queries: Optional[str] = typer.Option(None, help="Human drawings: a CSV (sketch + product_id|category), or Quick, Draw! .ndjson file/folder."),
     query_text: Optional[str] = typer.Option(None, help="Text added to every human query (a CSV 'text' column wins; '{word}' is a Quick, Draw! drawing's word)."),
     category_map: Optional[Path] = typer.Option(None, help="JSON mapping a query category to a list of gallery categories."),
+    colour_column: Optional[str] = typer.Option(None, help="Gallery column with each item's colour (e.g. baseColour), for --catalog-attributes."),
+    catalog_attributes: bool = typer.Option(default(EvalConfig, "catalog_attributes"), help="Score the gallery as `fsbir index --colour-column --category-column` indexes it: the photos' colour and type from those columns, not the model's guesses."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON here."),
     batch_size: int = typer.Option(default(EvalConfig, "batch_size")),
     device: str = typer.Option(default(EvalConfig, "device"), help="auto | cpu | cuda | cuda:N."),
@@ -242,7 +244,7 @@ def evaluate(
         shards=shards, checkpoint=checkpoint, model=model, pretrained=pretrained, split=split, k=k,
         batch_size=batch_size, category_column=category_column, queries=queries, query_text=query_text,
         category_map=str(category_map) if category_map else None, json_path=str(json_path) if json_path else None,
-        device=device))
+        device=device, colour_column=colour_column, catalog_attributes=catalog_attributes))
     if not checkpoint and pretrained == "none":
         typer.secho("note: no --checkpoint and --pretrained none: that was an untrained model (random projections; "
                     "only towers whose weights the model config ships are pretrained)", err=True)
@@ -259,13 +261,15 @@ def index(
     hnsw_m: int = typer.Option(default(IndexConfig, "hnsw_m"), help="HNSW graph degree."),
     batch_size: int = typer.Option(default(IndexConfig, "batch_size")),
     device: str = typer.Option(default(IndexConfig, "device"), help="auto | cpu | cuda | cuda:N."),
+    colour_column: Optional[str] = typer.Option(None, help="Catalog column with each product's colour (e.g. baseColour): words that name a colour then find the products the catalog lists in it, not the ones the colour head guesses. Needs a colour head."),
+    category_column: Optional[str] = typer.Option(None, help="Catalog column with each product's type (e.g. articleType), the same for the category head's block. Needs a model trained with that column."),
 ) -> None:
     """Embed the gallery photos and write embeddings, metadata, a faiss index and the model's fingerprint."""
     from fsbir.pipelines.terminal import index_with_progress
 
     index_with_progress(IndexConfig(shards=shards, checkpoint=checkpoint, out=str(out), split=split,
                                     index_type=index_type, nlist=nlist, hnsw_m=hnsw_m, batch_size=batch_size,
-                                    device=device))
+                                    device=device, colour_column=colour_column, category_column=category_column))
 
 
 @app.command()
@@ -328,6 +332,7 @@ def probe(
     template: str = typer.Option(default(ProbeConfig, "template"), help="The text sent with each sketch in the colour swap."),
     colours: int = typer.Option(default(ProbeConfig, "colours"), help="How many of the gallery's most common colours to swap in."),
     k: int = typer.Option(default(ProbeConfig, "k"), "--k", help="Top-k that is scored."),
+    catalog_attributes: bool = typer.Option(default(ProbeConfig, "catalog_attributes"), help="Score the gallery as `fsbir index --colour-column --category-column` indexes it (the two columns above give the photos' colour and type); the shares then measure the search following the catalog."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON here."),
     device: str = typer.Option(default(ProbeConfig, "device"), help="auto | cpu | cuda | cuda:N."),
 ) -> None:
@@ -339,7 +344,7 @@ def probe(
 
     result = probe_with_table(ProbeConfig(shards=shards, checkpoint=checkpoint, split=split, colour_column=colour_column,
                                           category_column=category_column, template=template, colours=colours, k=k,
-                                          device=device))
+                                          device=device, catalog_attributes=catalog_attributes))
     if json_path:
         json_path.write_text(json_module.dumps(result, indent=2) + "\n")
 

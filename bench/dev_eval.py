@@ -8,6 +8,9 @@ the words "a {word}" alone and both, and fine-grained shoe acc@1/acc@10, each th
         --shoe-pairs ../shared/data/human-sketches/shoes/pairs.csv \
         [--wide-shards runs/myntra-train-shards]
 
+--catalog-attributes: the galleries' colour and type from the catalog's columns (not the shoes':
+their shards have no such columns).
+
 --wide-shards: a second gallery for the doodles, its test split: products the run never trained
 on, from a catalog that holds more of the Quick, Draw! categories (myntra-train's test split has 17
 of the 19; myntra-dev lacks 7, whose doodles score 0 there by construction, and has 1–5 items of
@@ -33,9 +36,16 @@ def main() -> None:
     ap.add_argument("--shoe-pairs", required=True)
     ap.add_argument("--wide-shards", help="shards of a larger catalog: its test split is a second doodle gallery")
     ap.add_argument("--category-column", default="articleType")
+    ap.add_argument("--colour-column", default="baseColour")
+    ap.add_argument("--catalog-attributes", action="store_true",
+                    help="score the galleries as `fsbir index --colour-column --category-column` indexes them "
+                         "(the JSON files then end in .attrs.json)")
     args = ap.parse_args()
     run = Path(args.run)
     common = dict(checkpoint=str(run), category_column=args.category_column)
+    if args.catalog_attributes:
+        common.update(colour_column=args.colour_column, catalog_attributes=True)
+    suffix = ".attrs.json" if args.catalog_attributes else ".json"
     evals = {
         "test": EvalConfig(shards=args.test_shards, split="test", **common),
         "dev": EvalConfig(shards=args.dev_shards, split="all", **common),
@@ -48,7 +58,7 @@ def main() -> None:
     results = {}
     for name, cfg in evals.items():
         results[name] = run_eval(cfg)
-        (run.parent / f"{run.name}.{name}.json").write_text(json.dumps(results[name], indent=1))
+        (run.parent / f"{run.name}.{name}{suffix}").write_text(json.dumps(results[name], indent=1))
     cells = {"run": run.name}
     for name in ("test", "dev"):
         for mode, m in results[name]["modes"].items():

@@ -152,6 +152,11 @@ def index_with_progress(cfg: IndexConfig) -> dict:
     with row_progress("indexing photos", count_ok_rows(cfg.shards, cfg.split), unit="photos") as advance:
         meta = build_index(cfg, on_batch=advance)
     console.print(f"indexed {meta['count']} photos ({meta['index_type']}, dim {meta['dim']}) → {cfg.out}")
+    attrs = meta["catalog_attributes"]
+    for head in ("colour", "category"):
+        if attrs[f"{head}_column"]:
+            console.print(f"{head}: the catalog's {attrs[f'{head}_column']!r} for {attrs[f'{head}_rows']} photos, "
+                          f"the head's guess for {meta['count'] - attrs[f'{head}_rows']}")
     return meta
 
 

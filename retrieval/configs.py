@@ -45,10 +45,16 @@ class EvalConfig:
     category_map: str | None = None
     json_path: str | None = None
     device: str = "auto"
+    # The gallery's head blocks from the catalog's own columns (colour_column, category_column)
+    # instead of the heads' guesses, as `fsbir index` writes them when given the columns.
+    colour_column: str | None = None
+    catalog_attributes: bool = False
 
     def __post_init__(self) -> None:
         if self.k < 1:
             raise FsbirError(f"k must be at least 1, not {self.k}")
+        if self.catalog_attributes and not (self.colour_column or self.category_column):
+            raise FsbirError("--catalog-attributes needs --colour-column, --category-column or both")
         if self.split not in ("train", "val", "test", "all"):
             raise FsbirError(f"split must be train, val, test or all, not {self.split!r}")
 
@@ -64,6 +70,10 @@ class IndexConfig:
     hnsw_m: int = 32
     batch_size: int = 128
     device: str = "auto"
+    # Catalog columns whose values replace the heads' guesses in the photos' blocks
+    # (FsbirModel.with_catalog_attributes): the products' colours and types as the shop lists them.
+    colour_column: str | None = None
+    category_column: str | None = None
 
     def __post_init__(self) -> None:
         if self.index_type not in INDEX_TYPES:
@@ -83,3 +93,4 @@ class ProbeConfig:
     colours: int = 6  # the gallery's most common colours are swapped in
     k: int = 10
     device: str = "auto"
+    catalog_attributes: bool = False  # the gallery's blocks from the two columns, as `fsbir index` can write them

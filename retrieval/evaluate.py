@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import pyarrow.parquet as pq
 import torch
 
 from fsbir import FsbirError
-from fsbir.shardformat import atomic_write_json
+from fsbir.shardformat import atomic_write_json, shard_files
 from fsbir.sketchgen import SketchgenError, decode_sketch
 from fsbir.sketchgen.strokes import render_strokes
 
@@ -40,12 +41,14 @@ def pick_device(device: str) -> str:
 @torch.no_grad()
 def embed_split(model, shards: str, split: str, pp: Preprocess, tokenizer: Callable, batch_size: int = 128,
                 category_column: str | None = None, device: str = "cpu", workers: int = 0,
-                on_batch: Callable[[int], None] | None = None) -> dict:
-    """Photo, sketch and text embeddings of the `ok` rows of a split, one row per product."""
-    extra = (category_column,) if category_column else ()
+                on_batch: Callable[[int], None] | None = None, colour_column: str | None = None) -> dict:
+    """Photo, sketch and text embeddings of the `ok` rows of a split, one row per product, with
+    their category and colour columns' values."""
+    extra = tuple(c for c in (category_column, colour_column) if c)
     cfg = LoaderConfig(batch_size=batch_size, split=split, workers=workers, drop_last=False, extra_columns=extra)
     loader, _ = make_loader(shards, cfg, pp, tokenizer, shuffle=False)
-    out: dict[str, list] = {"photo": [], "sketch": [], "text": [], "product_id": [], "caption": [], "category": []}
+    out: dict[str, list] = {"photo": [], "sketch": [], "text": [], "product_id": [], "caption": [], "category": [],
+                            "colour": []}
     seen: set[str] = set()
     model.eval()
     for batch in loader:
@@ -57,7 +60,8 @@ def embed_split(model, shards: str, split: str, pp: Preprocess, tokenizer: Calla
         out["text"].append(model.encode_text(batch["tokens"][idx].to(device), [batch["texts"][i] for i in keep]).float().cpu())
         out["product_id"] += [batch["product_id"][i] for i in keep]
         out["caption"] += [batch["caption"][i] for i in keep]
-        out["category"] += [batch[category_column][i] for i in keep] if category_column else [None] * len(keep)
+        for key, column in (("category", category_column), ("colour", colour_column)):
+            out[key] += [batch[column][i] for i in keep] if column else [None] * len(keep)
         if on_batch:
             on_batch(len(keep))
     if not out["product_id"]:
@@ -65,6 +69,22 @@ def embed_split(model, shards: str, split: str, pp: Preprocess, tokenizer: Calla
     for key in ("photo", "sketch", "text"):
         out[key] = torch.cat(out[key])
     return out
+
+
+def check_columns(shards: str, options: dict[str, str | None]) -> None:
+    """Each option's column (option → column; None: not asked) is a shard column, or one line says so."""
+    columns = pq.read_schema(shard_files(shards)[0]).names
+    for option, column in options.items():
+        if column and column not in columns:
+            raise FsbirError(f"{option} {column!r} is not a shard column; the shards have {', '.join(columns)}")
+
+
+def use_catalog_attributes(model, emb: dict, colour_column: str | None, category_column: str | None) -> dict[str, int]:
+    """The gallery photos' head blocks from the catalog's columns, as `fsbir index` writes them
+    when given the columns (`FsbirModel.with_catalog_attributes`); how many rows took each."""
+    emb["photo"], taken = model.with_catalog_attributes(emb["photo"], emb["colour"] if colour_column else None,
+                                                        emb["category"] if category_column else None)
+    return taken
 
 
 @torch.no_grad()
@@ -217,13 +237,17 @@ def run_eval(cfg: EvalConfig, on_batch: Callable[[int], None] | None = None) -> 
     if cfg.queries:  # read the drawings first: a bad query file fails before the gallery is embedded
         cmap = read_category_map(cfg.category_map) if cfg.category_map else None
         queries = load_human_queries(cfg.queries, pp, cfg.query_text, cmap)
+    check_columns(cfg.shards, {"--category-column": cfg.category_column, "--colour-column": cfg.colour_column})
     emb = embed_split(model, cfg.shards, cfg.split, pp, tok, cfg.batch_size, cfg.category_column, device,
-                      on_batch=on_batch)
+                      on_batch=on_batch, colour_column=cfg.colour_column)
+    taken = use_catalog_attributes(model, emb, cfg.colour_column, cfg.category_column) if cfg.catalog_attributes else None
     if queries is not None:
         result = human_query_metrics(model, emb, queries, tok, cfg.k, device)
     else:
         result = catalog_metrics(model, emb, cfg.k)
     result.update(split=cfg.split, checkpoint=cfg.checkpoint, model=cfg.model if not cfg.checkpoint else None)
+    if taken is not None:
+        result["catalog_attributes"] = taken
     if cfg.json_path:
         Path(cfg.json_path).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(cfg.json_path, result)

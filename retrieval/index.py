@@ -21,7 +21,7 @@ from fsbir.shardformat import atomic_path, atomic_write_json, count_ok_rows, sha
 from .checkpoint import model_from_checkpoint, resolve_checkpoint
 from .configs import INDEX_TYPES, IndexConfig
 from .data import iter_rows
-from .evaluate import fuse, pick_device
+from .evaluate import check_columns, fuse, pick_device
 from .transforms import decode_photo, photo_tensor, sketch_tensor
 
 MAX_K = 1000
@@ -114,7 +114,8 @@ def build_index(cfg: IndexConfig, on_batch: Callable[[int], None] | None = None)
     """Embed the gallery photos and write INDEX_DIR/{embeddings.npy, items.parquet, index.faiss,
     index.json}. The gallery streams through: a batch of photos is read, embedded and written
     (vectors into a memory-mapped .npy, metadata and photo bytes into Parquet) before the next, so
-    memory does not grow with the gallery beyond the index itself."""
+    memory does not grow with the gallery beyond the index itself. With `colour_column` /
+    `category_column`, the photos' head blocks say what the catalog says of each product."""
     import faiss
 
     device = pick_device(cfg.device)
@@ -129,7 +130,9 @@ def build_index(cfg: IndexConfig, on_batch: Callable[[int], None] | None = None)
     out.mkdir(parents=True, exist_ok=True)
     model, pp, tokenizer, _ = model_from_checkpoint(cfg.checkpoint, device)
     model.eval()
+    check_columns(cfg.shards, {"--colour-column": cfg.colour_column, "--category-column": cfg.category_column})
     columns = [c for c in pq.read_schema(shard_files(cfg.shards)[0]).names if c not in ITEM_COLUMNS_DROPPED]
+    taken = {"colour": 0, "category": 0}
     tune = index_type == "ivf"  # only then are sketches read: a sample of them tunes nprobe
     probe = QuerySample(TUNING_QUERIES)
     with atomic_path(out / "embeddings.npy") as emb_tmp, atomic_path(out / "items.parquet") as items_tmp:
@@ -144,7 +147,13 @@ def build_index(cfg: IndexConfig, on_batch: Callable[[int], None] | None = None)
                     for r in rows:
                         probe.offer((r.pop("sketch")["bytes"], r.get("caption") or ""))
                 photos = torch.stack([photo_tensor(decode_photo(r["image"]["bytes"], pp.image_size), pp) for r in rows])
-                vectors[count:count + len(rows)] = model.encode_image(photos.to(device)).float().cpu().numpy()
+                photo_vectors = model.encode_image(photos.to(device)).float().cpu()
+                if cfg.colour_column or cfg.category_column:
+                    photo_vectors, batch_taken = model.with_catalog_attributes(
+                        photo_vectors, [r[cfg.colour_column] for r in rows] if cfg.colour_column else None,
+                        [r[cfg.category_column] for r in rows] if cfg.category_column else None)
+                    taken = {key: taken[key] + batch_taken[key] for key in taken}
+                vectors[count:count + len(rows)] = photo_vectors.numpy()
                 table = pa.Table.from_pylist([{**{k: v for k, v in r.items() if k not in ("image", "status")},
                                                "image": r["image"]["bytes"]} for r in rows])
                 writer = writer or pq.ParquetWriter(items_tmp, table.schema)
@@ -169,6 +178,9 @@ def build_index(cfg: IndexConfig, on_batch: Callable[[int], None] | None = None)
         "hnsw_m": cfg.hnsw_m if index_type == "hnsw" else None,
         "checkpoint": str(resolve_checkpoint(cfg.checkpoint).resolve()),
         "model_fingerprint": model_fingerprint(model), "shards": str(Path(cfg.shards).resolve()), "split": cfg.split,
+        # which catalog columns gave the photos' colour and category blocks, and for how many items
+        "catalog_attributes": {"colour_column": cfg.colour_column, "category_column": cfg.category_column,
+                               "colour_rows": taken["colour"], "category_rows": taken["category"]},
     }
     atomic_write_json(out / "index.json", meta)  # written last: its presence means the index is complete
     return meta

@@ -11,7 +11,7 @@ from torch import nn
 from fsbir import FsbirError
 
 from .category import CategoryHead
-from .colour import ColourHead, layout_stats, names_a_colour
+from .colour import ColourHead, class_block, colour_targets, layout_stats, names_a_colour
 from .fusion import QUERY_FUSIONS, create_fusion
 
 
@@ -181,6 +181,37 @@ class FsbirModel(nn.Module):
             blocks.append(self.category_head.block(category) if category is not None
                           else joint.new_zeros(len(joint), self.category_head.width))
         return torch.cat(blocks, dim=1) if len(blocks) > 1 else joint
+
+    def with_catalog_attributes(self, photos: torch.Tensor, colours: list | None = None,
+                                categories: list | None = None) -> tuple[torch.Tensor, dict[str, int]]:
+        """Photos' vectors (`encode_image`'s) with the heads' guesses replaced by what the catalog
+        says of each product, where it says something the head knows: the colour block is the
+        catalog colour's (shared among the colours a value names, "Navy Blue" one, "Multi" none),
+        the category block the catalog type's (one of the head's classes). Other rows keep the
+        heads' guesses. A shop's catalog knows its products' colours better than a head that reads
+        them from pixels (0.58 right on unseen Myntra products). Returns the vectors and how many
+        rows took the catalog's colour and category."""
+        out, taken = photos.clone(), {"colour": 0, "category": 0}
+        d, (colour_width, _) = self.joint_dim, self.block_widths
+        if colours is not None:
+            if self.colour_head is None:
+                raise FsbirError("a catalog colour column needs a model with a colour head (trained with --colour-weight > 0)")
+            targets = colour_targets([str(c or "").lower() for c in colours])
+            named = targets.sum(1) > 0
+            block = class_block(self.colour_head.weight, targets, self.colour_head.version)
+            out[named, d:d + colour_width] = block[named].to(out.dtype)
+            taken["colour"] = int(named.sum())
+        if categories is not None:
+            if self.category_head is None:
+                raise FsbirError("a catalog category column needs a model with a category head "
+                                 "(trained with --category-column and --category-head-weight > 0)")
+            names = self.category_head.names
+            rows = [i for i, c in enumerate(categories) if c in names]
+            block = out.new_zeros(len(rows), len(names))
+            block[torch.arange(len(rows)), torch.tensor([names.index(categories[i]) for i in rows], dtype=torch.long)] = 1
+            out[rows, d + colour_width:] = class_block(self.category_head.weight, block, version=2)
+            taken["category"] = len(rows)
+        return out, taken
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         return self.vector(*self.visual_outputs(self.clip.encode_image(images), self.pixel_stats(images), "photo"), "photo")

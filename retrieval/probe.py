@@ -10,30 +10,24 @@
 - caption ablation: the sketch alone against the sketch + "a {category}", by type precision;
 - brand words: the sketch + the caption's first word (the brand, in Myntra captions) against the
   sketch alone, by the share of the top-k from that brand.
+
+With `catalog_attributes`, the gallery's colour and type blocks are the catalog's own (the two
+columns), as `fsbir index` writes them when given the columns: the shares then measure the search
+following the catalog, not what the model read from pixels.
 """
 from __future__ import annotations
 
 from collections import Counter
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 
 from fsbir import FsbirError
-from fsbir.shardformat import STATUS_OK, iter_shard_rows, shard_files
 
 from .checkpoint import model_from_checkpoint
 from .configs import ProbeConfig
-from .evaluate import embed_split, fuse, pick_device
+from .evaluate import check_columns, embed_split, fuse, pick_device, use_catalog_attributes
 from .metrics import top_k
-
-
-def _column(shards: str, split: str, column: str, ids: list[str]) -> list[str | None]:
-    values: dict[str, str | None] = {}
-    for r in iter_shard_rows(shards, columns=["product_id", "status", "split", column]):
-        if r["status"] == STATUS_OK and (split == "all" or r["split"] == split):
-            values.setdefault(r["product_id"], r[column])
-    return [values.get(pid) for pid in ids]
 
 
 def _share(best: np.ndarray, labels: np.ndarray, wanted: np.ndarray) -> float:
@@ -44,15 +38,14 @@ def _share(best: np.ndarray, labels: np.ndarray, wanted: np.ndarray) -> float:
 @torch.no_grad()
 def run_probe(cfg: ProbeConfig) -> dict:
     device = pick_device(cfg.device)
-    columns = pq.read_schema(shard_files(cfg.shards)[0]).names
-    for option, column in (("--colour-column", cfg.colour_column), ("--category-column", cfg.category_column)):
-        if column not in columns:
-            raise FsbirError(f"{option} {column!r} is not a shard column; the shards have {', '.join(columns)}")
+    check_columns(cfg.shards, {"--colour-column": cfg.colour_column, "--category-column": cfg.category_column})
     model, pp, tokenizer, _ = model_from_checkpoint(cfg.checkpoint, device)
-    emb = embed_split(model, cfg.shards, cfg.split, pp, tokenizer, 128, cfg.category_column, device)
+    emb = embed_split(model, cfg.shards, cfg.split, pp, tokenizer, 128, cfg.category_column, device,
+                      colour_column=cfg.colour_column)
+    taken = use_catalog_attributes(model, emb, cfg.colour_column, cfg.category_column) if cfg.catalog_attributes else None
     gallery = emb["photo"].numpy()
     types = np.array([str(c) for c in emb["category"]], dtype=object)
-    colours = np.array([str(c) for c in _column(cfg.shards, cfg.split, cfg.colour_column, emb["product_id"])], dtype=object)
+    colours = np.array([str(c) for c in emb["colour"]], dtype=object)
     if all(c == "None" for c in colours):
         raise FsbirError(f"no values in the colour column {cfg.colour_column!r} for the {cfg.split} split")
 
@@ -88,6 +81,7 @@ def run_probe(cfg: ProbeConfig) -> dict:
     with_brand = top(sketches, encode([b or "a" for b in brands]))
     return {
         "gallery_size": len(gallery), "queries": len(types), "k": cfg.k, "split": cfg.split,
+        **({"catalog_attributes": taken} if taken is not None else {}),
         "colour_swap": {"colours": asked, "template": cfg.template,
                         f"colour_P@{cfg.k}": float(np.mean(colour_hits)), "colour_base_rate": float(np.mean(base)),
                         f"type_P@{cfg.k}": float(np.mean(type_hits)), "type_base_rate": type_base,
