@@ -26,6 +26,9 @@ KNOWN_LIMITS = [
     "more of the asked colour and less of the asked type (`fsbir probe` measures both on this run).",
     "The category head knows the categories of the training split only: words that name another kind of "
     "item are read as the nearest category it knows.",
+    "The colour head reads a photo's colour from its pixels and misses near colours (navy as black, black as "
+    "brown): where the catalog lists colours and types, `fsbir index --colour-column --category-column` "
+    "indexes the catalog's instead of the heads' guesses.",
 ]
 
 
