@@ -15,6 +15,14 @@ from .colour import ColourHead, class_block, colour_targets, layout_stats, names
 from .fusion import QUERY_FUSIONS, create_fusion
 
 
+def trim_padding(tokens: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """Tokens without the trailing columns that are padding in every row. A Hugging Face text tower
+    masks padding, so those columns change nothing but the cost: 50 four-word queries in MiniLM's
+    32-token context take 3.4× the time of their 8 used columns (docs/benchmarks.md)."""
+    used = (tokens != pad_id).any(0).nonzero()
+    return tokens[:, :int(used.max()) + 1] if len(used) else tokens[:, :1]
+
+
 class ColourStats(nn.Module):
     """Where the image's colours are: its mean colour on a grid × grid layout plus each channel's
     spread, projected into the embedding and added to the vision tower's output. A pretrained
@@ -150,6 +158,12 @@ class FsbirModel(nn.Module):
             logits["category"] = self.category_head.logits(kind, joint)
         return joint, logits
 
+    def text_features(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The text tower's output; a Hugging Face tower, which masks padding, is spared the columns
+        that are padding in every row (`trim_padding`)."""
+        config = getattr(getattr(self.clip, "text", None), "config", None)
+        return self.clip.encode_text(trim_padding(tokens, config.pad_token_id) if config is not None else tokens)
+
     def text_outputs(self, features: torch.Tensor) -> tuple[torch.Tensor, dict]:
         """The text tower's output → (unit joint embedding, the heads' logits by head name)."""
         joint = F.normalize(features, dim=-1)
@@ -222,7 +236,7 @@ class FsbirModel(nn.Module):
 
     def encode_text(self, tokens: torch.Tensor, texts: list[str] | None = None) -> torch.Tensor:
         """`texts`: the strings `tokens` came from; every search and eval passes them (`vector`)."""
-        return self.vector(*self.text_outputs(self.clip.encode_text(tokens)), "text", texts)
+        return self.vector(*self.text_outputs(self.text_features(tokens)), "text", texts)
 
     def fuse_queries(self, sketch: torch.Tensor | None, text: torch.Tensor | None,
                      has_sketch: torch.Tensor | None = None, has_text: torch.Tensor | None = None) -> torch.Tensor:
@@ -262,10 +276,10 @@ class FsbirModel(nn.Module):
         photo_s, sketch_s = self.pixel_stats(images, "photo"), self.pixel_stats(sketches, "sketch")
         photos, photo_logits = self.visual_outputs(photo_f, photo_s, "photo")
         sketch_emb, sketch_logits = self.visual_outputs(sketch_f, sketch_s, "sketch")
-        text_emb, text_logits = self.text_outputs(self.clip.encode_text(tokens))
+        text_emb, text_logits = self.text_outputs(self.text_features(tokens))
         logits = {"photo": photo_logits, "sketch": sketch_logits, "text": text_logits}
         if category_texts is not None:
-            logits["names"] = self.text_outputs(self.clip.encode_text(category_texts))[1]
+            logits["names"] = self.text_outputs(self.text_features(category_texts))[1]
         return self.joint_outputs(photos, sketch_emb, text_emb, logits, has_sketch, has_text)
 
     def joint_outputs(self, photos, sketch_emb, text_emb, logits: dict, has_sketch, has_text) -> tuple:

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from fsbir.retrieval.factory import ModelLoadError, ModelSpec, create_model
+from fsbir.retrieval.model import trim_padding
 
 
 def test_tiny_model_encodes(tiny_model):
@@ -109,3 +110,23 @@ def test_pretrained_effnet_vision_tower_from_its_wheel(tmp_path):
     torch.save(bad, tmp_path / "bad.pth")
     with pytest.raises(ModelLoadError, match="differ in shape"):
         load_trunk_weights(model.clip.visual.trunk, str(tmp_path / "bad.pth"))
+
+
+def test_a_hugging_face_text_tower_is_spared_the_columns_that_are_padding_in_every_row():
+    """MiniLM masks padding, so the columns every query pads are dropped before the tower: it sees
+    the longest query's tokens, and the vectors are the ones the full context gives."""
+    model, _, tok = create_model(ModelSpec(model="fsbir-tiny-minilm"))
+    model.eval()
+    texts = ["a long ivory trouser", "red"]
+    tokens = tok(texts)
+    seen = []
+    hook = model.clip.text.transformer.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True)
+    with torch.no_grad():
+        trimmed = model.encode_text(tokens, texts)
+        full_context = model.vector(*model.text_outputs(model.clip.encode_text(tokens)), "text", texts)
+    hook.remove()
+    used = int((tokens != model.clip.text.config.pad_token_id).sum(1).max())
+    assert used < tokens.shape[1] and seen == [(2, used), (2, tokens.shape[1])]
+    assert torch.allclose(trimmed, full_context, atol=1e-5)
+    assert trim_padding(torch.zeros(3, 8, dtype=torch.long), 0).shape == (3, 1)  # nothing but padding

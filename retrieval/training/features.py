@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import LoaderConfig, caption_choices, make_loader, template_columns
+from ..model import trim_padding
 
 
 def _frozen(module: nn.Module) -> bool:
@@ -119,6 +120,7 @@ class CachedTowers(nn.Module):
     @torch.no_grad()
     def text_body(self, tokens: torch.Tensor) -> torch.Tensor:
         text = self.model.clip.text
+        tokens = trim_padding(tokens, text.config.pad_token_id)
         mask = (tokens != text.config.pad_token_id).long()
         return text.pooler(text.transformer(input_ids=tokens, attention_mask=mask), mask).float()
 
