@@ -65,12 +65,25 @@ def check_template_columns(shards: str | Path, templates: tuple[str, ...]) -> No
     check_columns(shards, names, "caption templates name")
 
 
+def shard_columns(shards: str | Path) -> list[str]:
+    return pq.read_schema(shard_files(shards)[0]).names
+
+
 def check_columns(shards: str | Path, names, what: str) -> None:
     """FsbirError unless the shards have every column named (`what`: who names them, for the message)."""
-    have = pq.read_schema(shard_files(shards)[0]).names
+    have = shard_columns(shards)
     missing = [n for n in names if n not in have]
     if missing:
         raise FsbirError(f"{what} {', '.join(missing)}, not shard columns; the shards have {', '.join(have)}")
+
+
+def check_option_columns(shards: str | Path, options: dict[str, str | None]) -> None:
+    """FsbirError unless each command-line option's column (option → column; None: not asked) is a
+    shard column, the message naming the option."""
+    have = shard_columns(shards)
+    for option, column in options.items():
+        if column and column not in have:
+            raise FsbirError(f"{option} {column!r} is not a shard column; the shards have {', '.join(have)}")
 
 
 def caption_choices(row: dict, templates: tuple[str, ...]) -> list[str]:

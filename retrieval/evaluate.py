@@ -8,15 +8,14 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 
 from fsbir import FsbirError
-from fsbir.shardformat import atomic_write_json, shard_files
+from fsbir.shardformat import atomic_write_json
 from fsbir.sketchgen import SketchgenError, decode_sketch
 from fsbir.sketchgen.strokes import render_strokes
 
-from .data import LoaderConfig, make_loader
+from .data import LoaderConfig, check_option_columns, make_loader
 from .configs import EvalConfig, ModelSpec
 from .factory import Preprocess
 from .metrics import category_chance, category_precision_at_k, ranks_of_targets, summarize_ranks
@@ -69,14 +68,6 @@ def embed_split(model, shards: str, split: str, pp: Preprocess, tokenizer: Calla
     for key in ("photo", "sketch", "text"):
         out[key] = torch.cat(out[key])
     return out
-
-
-def check_columns(shards: str, options: dict[str, str | None]) -> None:
-    """Each option's column (option → column; None: not asked) is a shard column, or one line says so."""
-    columns = pq.read_schema(shard_files(shards)[0]).names
-    for option, column in options.items():
-        if column and column not in columns:
-            raise FsbirError(f"{option} {column!r} is not a shard column; the shards have {', '.join(columns)}")
 
 
 def use_catalog_attributes(model, emb: dict, colour_column: str | None, category_column: str | None) -> dict[str, int]:
@@ -237,7 +228,7 @@ def run_eval(cfg: EvalConfig, on_batch: Callable[[int], None] | None = None) -> 
     if cfg.queries:  # read the drawings first: a bad query file fails before the gallery is embedded
         cmap = read_category_map(cfg.category_map) if cfg.category_map else None
         queries = load_human_queries(cfg.queries, pp, cfg.query_text, cmap)
-    check_columns(cfg.shards, {"--category-column": cfg.category_column, "--colour-column": cfg.colour_column})
+    check_option_columns(cfg.shards, {"--category-column": cfg.category_column, "--colour-column": cfg.colour_column})
     emb = embed_split(model, cfg.shards, cfg.split, pp, tok, cfg.batch_size, cfg.category_column, device,
                       on_batch=on_batch, colour_column=cfg.colour_column)
     taken = use_catalog_attributes(model, emb, cfg.colour_column, cfg.category_column) if cfg.catalog_attributes else None

@@ -10,7 +10,7 @@ from torch import nn
 
 from fsbir import FsbirError
 
-from .category import CategoryHead
+from .category import CategoryHead, category_targets
 from .colour import ColourHead, class_block, colour_targets, layout_stats, names_a_colour
 from .fusion import QUERY_FUSIONS, create_fusion
 
@@ -219,12 +219,11 @@ class FsbirModel(nn.Module):
             if self.category_head is None:
                 raise FsbirError("a catalog category column needs a model with a category head "
                                  "(trained with --category-column and --category-head-weight > 0)")
-            names = self.category_head.names
-            rows = [i for i, c in enumerate(categories) if c in names]
-            block = out.new_zeros(len(rows), len(names))
-            block[torch.arange(len(rows)), torch.tensor([names.index(categories[i]) for i in rows], dtype=torch.long)] = 1
-            out[rows, d + colour_width:] = class_block(self.category_head.weight, block, version=2)
-            taken["category"] = len(rows)
+            classes = category_targets(categories, self.category_head.names)
+            known = classes >= 0
+            one_hot = F.one_hot(classes[known], len(self.category_head.names)).to(out.dtype)
+            out[known, d + colour_width:] = class_block(self.category_head.weight, one_hot, version=2)
+            taken["category"] = int(known.sum())
         return out, taken
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:

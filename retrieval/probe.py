@@ -26,7 +26,8 @@ from fsbir import FsbirError
 
 from .checkpoint import model_from_checkpoint
 from .configs import ProbeConfig
-from .evaluate import check_columns, embed_split, fuse, pick_device, use_catalog_attributes
+from .data import check_option_columns
+from .evaluate import embed_split, fuse, pick_device, use_catalog_attributes
 from .metrics import top_k
 
 
@@ -38,7 +39,7 @@ def _share(best: np.ndarray, labels: np.ndarray, wanted: np.ndarray) -> float:
 @torch.no_grad()
 def run_probe(cfg: ProbeConfig) -> dict:
     device = pick_device(cfg.device)
-    check_columns(cfg.shards, {"--colour-column": cfg.colour_column, "--category-column": cfg.category_column})
+    check_option_columns(cfg.shards, {"--colour-column": cfg.colour_column, "--category-column": cfg.category_column})
     model, pp, tokenizer, _ = model_from_checkpoint(cfg.checkpoint, device)
     emb = embed_split(model, cfg.shards, cfg.split, pp, tokenizer, 128, cfg.category_column, device,
                       colour_column=cfg.colour_column)
