@@ -23,6 +23,7 @@ from .configs import INDEX_TYPES, IndexConfig
 from .data import check_option_columns, iter_rows
 from .evaluate import fuse, pick_device
 from .transforms import decode_photo, photo_tensor, sketch_tensor
+from .model import CATALOG_WEIGHTS
 
 MAX_K = 1000
 CPU_ENCODE_CHUNK = 8  # sketches the vision tower encodes at once on a CPU (see SearchEngine._in_chunks)
@@ -180,7 +181,8 @@ def build_index(cfg: IndexConfig, on_batch: Callable[[int], None] | None = None)
         "model_fingerprint": model_fingerprint(model), "shards": str(Path(cfg.shards).resolve()), "split": cfg.split,
         # which catalog columns gave the photos' colour and category blocks, and for how many items
         "catalog_attributes": {"colour_column": cfg.colour_column, "category_column": cfg.category_column,
-                               "colour_rows": taken["colour"], "category_rows": taken["category"]},
+                               "colour_rows": taken["colour"], "category_rows": taken["category"],
+                               "weights": dict(CATALOG_WEIGHTS)},
     }
     atomic_write_json(out / "index.json", meta)  # written last: its presence means the index is complete
     return meta

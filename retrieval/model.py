@@ -40,6 +40,20 @@ class ColourStats(nn.Module):
         return layout_stats(images, self.grid)
 
 
+# What a product's catalog colour and type add to a query's score where the words name them, in
+# place of the heads' weights (0.3 each): a listed value is no guess, so it costs edge map + caption
+# R@1 nothing at these weights, and colour above type keeps the words' colour where a kind holds too
+# few items in it (on 881 unseen Myntra products the words "a {colour} {type}" find 0.93 of their
+# top 10 in that colour, 0.79 at 0.3; docs/experiments.md).
+CATALOG_WEIGHTS = {"colour": 0.5, "category": 0.4}
+
+
+def catalog_block(head_weight: float, weight: float, targets: torch.Tensor, version: int) -> torch.Tensor:
+    """A photo's block from the catalog's value (`targets`: its class distribution), scaled so that a
+    query's block (√head_weight · √P, `class_block`) meets it at `weight` instead of `head_weight`."""
+    return class_block(head_weight, targets, version) * (weight / head_weight)
+
+
 class FsbirModel(nn.Module):
     """`pretrained_modules` names the submodules whose weights came pretrained ("clip.visual" for
     a whole CLIP tower, "clip.visual.trunk" for a trunk whose projection is new), so training can
@@ -203,8 +217,9 @@ class FsbirModel(nn.Module):
         catalog colour's (shared among the colours a value names, "Navy Blue" one, "Multi" none),
         the category block the catalog type's (one of the head's classes). Other rows keep the
         heads' guesses. A shop's catalog knows its products' colours better than a head that reads
-        them from pixels (0.58 right on unseen Myntra products). Returns the vectors and how many
-        rows took the catalog's colour and category."""
+        them from pixels (0.58 right on unseen Myntra products), so its values count
+        `CATALOG_WEIGHTS`, more than the heads' guesses. Returns the vectors and how many rows took
+        the catalog's colour and category."""
         out, taken = photos.clone(), {"colour": 0, "category": 0}
         d, (colour_width, _) = self.joint_dim, self.block_widths
         if colours is not None:
@@ -212,7 +227,7 @@ class FsbirModel(nn.Module):
                 raise FsbirError("a catalog colour column needs a model with a colour head (trained with --colour-weight > 0)")
             targets = colour_targets([str(c or "").lower() for c in colours])
             named = targets.sum(1) > 0
-            block = class_block(self.colour_head.weight, targets, self.colour_head.version)
+            block = catalog_block(self.colour_head.weight, CATALOG_WEIGHTS["colour"], targets, self.colour_head.version)
             out[named, d:d + colour_width] = block[named].to(out.dtype)
             taken["colour"] = int(named.sum())
         if categories is not None:
@@ -222,7 +237,8 @@ class FsbirModel(nn.Module):
             classes = category_targets(categories, self.category_head.names)
             known = classes >= 0
             one_hot = F.one_hot(classes[known], len(self.category_head.names)).to(out.dtype)
-            out[known, d + colour_width:] = class_block(self.category_head.weight, one_hot, version=2)
+            out[known, d + colour_width:] = catalog_block(self.category_head.weight, CATALOG_WEIGHTS["category"], one_hot,
+                                                          version=2)
             taken["category"] = int(known.sum())
         return out, taken
 

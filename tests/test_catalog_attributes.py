@@ -14,6 +14,7 @@ from fsbir.cli import app
 from fsbir.retrieval.colour import COLOUR_NAMES
 from fsbir.retrieval.factory import ModelSpec, create_model
 from fsbir.retrieval.index import IndexConfig, build_index
+from fsbir.retrieval.model import CATALOG_WEIGHTS
 from fsbir.retrieval.training import TrainConfig, train
 from fsbir.shardformat import shard_files
 
@@ -39,11 +40,12 @@ def test_the_catalog_replaces_the_heads_guesses_where_it_names_what_they_know():
     assert taken == {"colour": 2, "category": 2}
     assert torch.equal(out[:, :d], photos[:, :d])  # what the photo looks like is the model's
     navy, red = torch.zeros(colour), torch.zeros(colour)
-    navy[COLOUR_NAMES.index("navy blue")] = red[COLOUR_NAMES.index("red")] = 0.3 ** 0.5
+    # the catalog's value counts its own weight: the query's block, √0.3 · √P, meets it at CATALOG_WEIGHTS
+    navy[COLOUR_NAMES.index("navy blue")] = red[COLOUR_NAMES.index("red")] = CATALOG_WEIGHTS["colour"] / 0.3 ** 0.5
     assert torch.allclose(out[0, d:d + colour], navy) and torch.allclose(out[3, d:d + colour], red)
     assert torch.equal(out[1:3, d:d + colour], photos[1:3, d:d + colour])  # "Multi", none: the head's guess
     shoes, trousers = torch.zeros(len(NAMES)), torch.zeros(len(NAMES))
-    shoes[1] = trousers[2] = 0.4 ** 0.5
+    shoes[1] = trousers[2] = CATALOG_WEIGHTS["category"] / 0.4 ** 0.5
     assert torch.allclose(out[0, d + colour:], shoes) and torch.allclose(out[3, d + colour:], trousers)
     assert torch.equal(out[1:3, d + colour:], photos[1:3, d + colour:])  # a type the head has no class for
     assert not torch.equal(out, photos) and torch.equal(photos, photos.clone())  # the input is left as it was
@@ -51,7 +53,7 @@ def test_the_catalog_replaces_the_heads_guesses_where_it_names_what_they_know():
 
 def test_words_naming_a_colour_rank_the_product_the_catalog_lists_in_it_first():
     """Two products that look the same, whatever the head guessed of their colour: the one the
-    catalog lists in the colour the words name scores higher by the colour weight."""
+    catalog lists in the colour the words name scores higher by the catalog's colour weight."""
     model, _, _ = heads_model()
     joint = F.normalize(torch.ones(2, model.joint_dim), dim=1)
     blue_guess = torch.full((2, len(COLOUR_NAMES)), -20.0)
@@ -63,7 +65,7 @@ def test_words_naming_a_colour_rank_the_product_the_catalog_lists_in_it_first():
     query = model.vector(joint[:1], {"colour": red_words}, "text", ["a red shirt"])
     guessed, catalog = (query @ photos.T)[0].tolist(), (query @ listed.T)[0].tolist()
     assert guessed[0] == pytest.approx(guessed[1], abs=1e-5)
-    assert catalog[0] - catalog[1] == pytest.approx(model.colour_head.weight, abs=1e-4)
+    assert catalog[0] - catalog[1] == pytest.approx(CATALOG_WEIGHTS["colour"], abs=1e-4)
 
 
 def test_a_column_for_a_head_the_model_lacks_is_one_line():
@@ -91,7 +93,8 @@ def test_index_eval_and_probe_take_the_catalogs_columns(demo_shards, tmp_path):
     assert f"colour: the catalog's 'colour' for {len(rows)} photos, the head's guess for 0" in result.output
     meta = json.loads((listed / "index.json").read_text())
     assert meta["catalog_attributes"] == {"colour_column": "colour", "category_column": "category",
-                                          "colour_rows": len(rows), "category_rows": meta["catalog_attributes"]["category_rows"]}
+                                          "colour_rows": len(rows), "category_rows": meta["catalog_attributes"]["category_rows"],
+                                          "weights": CATALOG_WEIGHTS}
     train_types = {r["category"] for r in rows if r["split"] == "train"}
     assert meta["catalog_attributes"]["category_rows"] == sum(r["category"] in train_types for r in rows)
     # Each stored photo's colour block is its catalog colour's; what it looks like is as before.
@@ -102,7 +105,8 @@ def test_index_eval_and_probe_take_the_catalogs_columns(demo_shards, tmp_path):
     colour_block = stored[:, d:d + len(COLOUR_NAMES)]
     assert [COLOUR_NAMES[i] for i in colour_block.argmax(1)] == [
         AS_CLASSES.get(item["colour"], item["colour"]) for item in items]
-    assert np.allclose(colour_block.max(1), 0.3 ** 0.5) and not np.allclose(before[:, d:d + len(COLOUR_NAMES)].max(1), 0.3 ** 0.5)
+    listed_value = CATALOG_WEIGHTS["colour"] / 0.3 ** 0.5  # a query's block √0.3 · √P meets it at the catalog's weight
+    assert np.allclose(colour_block.max(1), listed_value) and (before[:, d:d + len(COLOUR_NAMES)].max(1) < 0.3 ** 0.5 + 1e-6).all()
 
     # eval and probe score the gallery the same way when asked, and say how many rows took each.
     out = tmp_path / "eval.json"
