@@ -28,7 +28,8 @@ KNOWN_LIMITS = [
     "item are read as the nearest category it knows.",
     "The colour head reads a photo's colour from its pixels and misses near colours (navy as black, black as "
     "brown): where the catalog lists colours and types, `fsbir index --colour-column --category-column` "
-    "indexes the catalog's instead of the heads' guesses.",
+    "indexes the catalog's instead of the heads' guesses, and weighs them more than a guess: "
+    "words that name a colour then find more of it, and their other results share the type less often.",
 ]
 
 
