@@ -17,7 +17,7 @@ from fsbir import FsbirError
 from fsbir.pipelines.build import BuildConfig
 from fsbir.pipelines.quickstart import QuickstartConfig
 from fsbir.pipelines.web_config import WebConfig
-from fsbir.retrieval.configs import EvalConfig, IndexConfig, ProbeConfig
+from fsbir.retrieval.configs import CatalogWeights, EvalConfig, IndexConfig, ProbeConfig
 from fsbir.retrieval.training import TrainConfig
 from fsbir.sketchgen import SketchSettings
 
@@ -53,6 +53,11 @@ def default(config: Any, name: str) -> Any:
         return getattr(config, name)
     field = config.__dataclass_fields__[name]
     return field.default if field.default is not dataclasses.MISSING else field.default_factory()
+
+
+# The two weights of the catalog's listed values, shared by index, eval and probe.
+CATALOG_COLOUR_WEIGHT = typer.Option(default(CatalogWeights, "colour"), help="With the catalog's colours: what words that name a product's listed colour add to its score (the heads' guesses add 0.3). Above the type's weight, the asked colour wins where a kind holds few items in it.")
+CATALOG_CATEGORY_WEIGHT = typer.Option(default(CatalogWeights, "category"), help="With the catalog's types: what words that name a product's listed type add to its score.")
 
 
 def given(ctx: typer.Context, values: dict[str, Any]) -> dict[str, Any]:
@@ -233,6 +238,8 @@ def evaluate(
     category_map: Optional[Path] = typer.Option(None, help="JSON mapping a query category to a list of gallery categories."),
     colour_column: Optional[str] = typer.Option(None, help="Gallery column with each item's colour (e.g. baseColour), for --catalog-attributes."),
     catalog_attributes: bool = typer.Option(default(EvalConfig, "catalog_attributes"), help="Score the gallery as `fsbir index --colour-column --category-column` indexes it: the photos' colour and type from those columns, not the model's guesses."),
+    catalog_colour_weight: float = CATALOG_COLOUR_WEIGHT,
+    catalog_category_weight: float = CATALOG_CATEGORY_WEIGHT,
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON here."),
     batch_size: int = typer.Option(default(EvalConfig, "batch_size")),
     device: str = typer.Option(default(EvalConfig, "device"), help="auto | cpu | cuda | cuda:N."),
@@ -244,7 +251,8 @@ def evaluate(
         shards=shards, checkpoint=checkpoint, model=model, pretrained=pretrained, split=split, k=k,
         batch_size=batch_size, category_column=category_column, queries=queries, query_text=query_text,
         category_map=str(category_map) if category_map else None, json_path=str(json_path) if json_path else None,
-        device=device, colour_column=colour_column, catalog_attributes=catalog_attributes))
+        device=device, colour_column=colour_column, catalog_attributes=catalog_attributes,
+        catalog_weights=CatalogWeights(colour=catalog_colour_weight, category=catalog_category_weight)))
     if not checkpoint and pretrained == "none":
         typer.secho("note: no --checkpoint and --pretrained none: that was an untrained model (random projections; "
                     "only towers whose weights the model config ships are pretrained)", err=True)
@@ -263,13 +271,17 @@ def index(
     device: str = typer.Option(default(IndexConfig, "device"), help="auto | cpu | cuda | cuda:N."),
     colour_column: Optional[str] = typer.Option(None, help="Catalog column with each product's colour (e.g. baseColour): words that name a colour then find the products the catalog lists in it, not the ones the colour head guesses. Needs a colour head."),
     category_column: Optional[str] = typer.Option(None, help="Catalog column with each product's type (e.g. articleType), the same for the category head's block. Needs a model trained with that column."),
+    catalog_colour_weight: float = CATALOG_COLOUR_WEIGHT,
+    catalog_category_weight: float = CATALOG_CATEGORY_WEIGHT,
 ) -> None:
     """Embed the gallery photos and write embeddings, metadata, a faiss index and the model's fingerprint."""
     from fsbir.pipelines.terminal import index_with_progress
 
     index_with_progress(IndexConfig(shards=shards, checkpoint=checkpoint, out=str(out), split=split,
                                     index_type=index_type, nlist=nlist, hnsw_m=hnsw_m, batch_size=batch_size,
-                                    device=device, colour_column=colour_column, category_column=category_column))
+                                    device=device, colour_column=colour_column, category_column=category_column,
+                                    catalog_weights=CatalogWeights(colour=catalog_colour_weight,
+                                                                   category=catalog_category_weight)))
 
 
 @app.command()
@@ -333,6 +345,8 @@ def probe(
     colours: int = typer.Option(default(ProbeConfig, "colours"), help="How many of the gallery's most common colours to swap in."),
     k: int = typer.Option(default(ProbeConfig, "k"), "--k", help="Top-k that is scored."),
     catalog_attributes: bool = typer.Option(default(ProbeConfig, "catalog_attributes"), help="Score the gallery as `fsbir index --colour-column --category-column` indexes it (the two columns above give the photos' colour and type); the shares then measure the search following the catalog."),
+    catalog_colour_weight: float = CATALOG_COLOUR_WEIGHT,
+    catalog_category_weight: float = CATALOG_CATEGORY_WEIGHT,
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON here."),
     device: str = typer.Option(default(ProbeConfig, "device"), help="auto | cpu | cuda | cuda:N."),
 ) -> None:
@@ -344,7 +358,9 @@ def probe(
 
     result = probe_with_table(ProbeConfig(shards=shards, checkpoint=checkpoint, split=split, colour_column=colour_column,
                                           category_column=category_column, template=template, colours=colours, k=k,
-                                          device=device, catalog_attributes=catalog_attributes))
+                                          device=device, catalog_attributes=catalog_attributes,
+                                          catalog_weights=CatalogWeights(colour=catalog_colour_weight,
+                                                                         category=catalog_category_weight)))
     if json_path:
         json_path.write_text(json_module.dumps(result, indent=2) + "\n")
 

@@ -16,7 +16,7 @@ from fsbir.sketchgen import SketchgenError, decode_sketch
 from fsbir.sketchgen.strokes import render_strokes
 
 from .data import LoaderConfig, check_option_columns, make_loader
-from .configs import EvalConfig, ModelSpec
+from .configs import CatalogWeights, EvalConfig, ModelSpec
 from .factory import Preprocess
 from .metrics import category_chance, category_precision_at_k, ranks_of_targets, summarize_ranks
 from .transforms import sketch_tensor
@@ -70,11 +70,12 @@ def embed_split(model, shards: str, split: str, pp: Preprocess, tokenizer: Calla
     return out
 
 
-def use_catalog_attributes(model, emb: dict, colour_column: str | None, category_column: str | None) -> dict[str, int]:
+def use_catalog_attributes(model, emb: dict, colour_column: str | None, category_column: str | None,
+                           weights: CatalogWeights) -> dict[str, int]:
     """The gallery photos' head blocks from the catalog's columns, as `fsbir index` writes them
     when given the columns (`FsbirModel.with_catalog_attributes`); how many rows took each."""
     emb["photo"], taken = model.with_catalog_attributes(emb["photo"], emb["colour"] if colour_column else None,
-                                                        emb["category"] if category_column else None)
+                                                        emb["category"] if category_column else None, weights)
     return taken
 
 
@@ -231,7 +232,8 @@ def run_eval(cfg: EvalConfig, on_batch: Callable[[int], None] | None = None) -> 
     check_option_columns(cfg.shards, {"--category-column": cfg.category_column, "--colour-column": cfg.colour_column})
     emb = embed_split(model, cfg.shards, cfg.split, pp, tok, cfg.batch_size, cfg.category_column, device,
                       on_batch=on_batch, colour_column=cfg.colour_column)
-    taken = use_catalog_attributes(model, emb, cfg.colour_column, cfg.category_column) if cfg.catalog_attributes else None
+    taken = (use_catalog_attributes(model, emb, cfg.colour_column, cfg.category_column, cfg.catalog_weights)
+             if cfg.catalog_attributes else None)
     if queries is not None:
         result = human_query_metrics(model, emb, queries, tok, cfg.k, device)
     else:

@@ -6,7 +6,7 @@ import hashlib
 import itertools
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -23,7 +23,6 @@ from .configs import INDEX_TYPES, IndexConfig
 from .data import check_option_columns, iter_rows
 from .evaluate import fuse, pick_device
 from .transforms import decode_photo, photo_tensor, sketch_tensor
-from .model import CATALOG_WEIGHTS
 
 MAX_K = 1000
 CPU_ENCODE_CHUNK = 8  # sketches the vision tower encodes at once on a CPU (see SearchEngine._in_chunks)
@@ -152,7 +151,7 @@ def build_index(cfg: IndexConfig, on_batch: Callable[[int], None] | None = None)
                 if cfg.colour_column or cfg.category_column:
                     photo_vectors, batch_taken = model.with_catalog_attributes(
                         photo_vectors, [r[cfg.colour_column] for r in rows] if cfg.colour_column else None,
-                        [r[cfg.category_column] for r in rows] if cfg.category_column else None)
+                        [r[cfg.category_column] for r in rows] if cfg.category_column else None, cfg.catalog_weights)
                     taken = {key: taken[key] + batch_taken[key] for key in taken}
                 vectors[count:count + len(rows)] = photo_vectors.numpy()
                 table = pa.Table.from_pylist([{**{k: v for k, v in r.items() if k not in ("image", "status")},
@@ -182,7 +181,7 @@ def build_index(cfg: IndexConfig, on_batch: Callable[[int], None] | None = None)
         # which catalog columns gave the photos' colour and category blocks, and for how many items
         "catalog_attributes": {"colour_column": cfg.colour_column, "category_column": cfg.category_column,
                                "colour_rows": taken["colour"], "category_rows": taken["category"],
-                               "weights": dict(CATALOG_WEIGHTS)},
+                               "weights": asdict(cfg.catalog_weights)},
     }
     atomic_write_json(out / "index.json", meta)  # written last: its presence means the index is complete
     return meta

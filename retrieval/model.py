@@ -12,6 +12,7 @@ from fsbir import FsbirError
 
 from .category import CategoryHead, category_targets
 from .colour import ColourHead, class_block, colour_targets, layout_stats, names_a_colour
+from .configs import CatalogWeights
 from .fusion import QUERY_FUSIONS, create_fusion
 
 
@@ -38,14 +39,6 @@ class ColourStats(nn.Module):
 
     def stats(self, images: torch.Tensor) -> torch.Tensor:
         return layout_stats(images, self.grid)
-
-
-# What a product's catalog colour and type add to a query's score where the words name them, in
-# place of the heads' weights (0.3 each): a listed value is no guess, so it costs edge map + caption
-# R@1 nothing at these weights, and colour above type keeps the words' colour where a kind holds too
-# few items in it (on 881 unseen Myntra products the words "a {colour} {type}" find 0.87 of their
-# top 10 in that colour, 0.79 at 0.3 / 0.3, and 0.56 of the type, 0.63 before; docs/experiments.md).
-CATALOG_WEIGHTS = {"colour": 0.45, "category": 0.4}
 
 
 def catalog_block(head_weight: float, weight: float, targets: torch.Tensor, version: int) -> torch.Tensor:
@@ -210,15 +203,15 @@ class FsbirModel(nn.Module):
                           else joint.new_zeros(len(joint), self.category_head.width))
         return torch.cat(blocks, dim=1) if len(blocks) > 1 else joint
 
-    def with_catalog_attributes(self, photos: torch.Tensor, colours: list | None = None,
-                                categories: list | None = None) -> tuple[torch.Tensor, dict[str, int]]:
+    def with_catalog_attributes(self, photos: torch.Tensor, colours: list | None = None, categories: list | None = None,
+                                weights: CatalogWeights = CatalogWeights()) -> tuple[torch.Tensor, dict[str, int]]:
         """Photos' vectors (`encode_image`'s) with the heads' guesses replaced by what the catalog
         says of each product, where it says something the head knows: the colour block is the
         catalog colour's (shared among the colours a value names, "Navy Blue" one, "Multi" none),
         the category block the catalog type's (one of the head's classes). Other rows keep the
         heads' guesses. A shop's catalog knows its products' colours better than a head that reads
-        them from pixels (0.58 right on unseen Myntra products), so its values count
-        `CATALOG_WEIGHTS`, more than the heads' guesses. Returns the vectors and how many rows took
+        them from pixels (0.58 right on unseen Myntra products), so its values count `weights`,
+        more than the heads' guesses. Returns the vectors and how many rows took
         the catalog's colour and category."""
         out, taken = photos.clone(), {"colour": 0, "category": 0}
         d, (colour_width, _) = self.joint_dim, self.block_widths
@@ -227,7 +220,7 @@ class FsbirModel(nn.Module):
                 raise FsbirError("a catalog colour column needs a model with a colour head (trained with --colour-weight > 0)")
             targets = colour_targets([str(c or "").lower() for c in colours])
             named = targets.sum(1) > 0
-            block = catalog_block(self.colour_head.weight, CATALOG_WEIGHTS["colour"], targets, self.colour_head.version)
+            block = catalog_block(self.colour_head.weight, weights.colour, targets, self.colour_head.version)
             out[named, d:d + colour_width] = block[named].to(out.dtype)
             taken["colour"] = int(named.sum())
         if categories is not None:
@@ -237,7 +230,7 @@ class FsbirModel(nn.Module):
             classes = category_targets(categories, self.category_head.names)
             known = classes >= 0
             one_hot = F.one_hot(classes[known], len(self.category_head.names)).to(out.dtype)
-            out[known, d + colour_width:] = catalog_block(self.category_head.weight, CATALOG_WEIGHTS["category"], one_hot,
+            out[known, d + colour_width:] = catalog_block(self.category_head.weight, weights.category, one_hot,
                                                           version=2)
             taken["category"] = int(known.sum())
         return out, taken

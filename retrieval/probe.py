@@ -43,7 +43,8 @@ def run_probe(cfg: ProbeConfig) -> dict:
     model, pp, tokenizer, _ = model_from_checkpoint(cfg.checkpoint, device)
     emb = embed_split(model, cfg.shards, cfg.split, pp, tokenizer, 128, cfg.category_column, device,
                       colour_column=cfg.colour_column)
-    taken = use_catalog_attributes(model, emb, cfg.colour_column, cfg.category_column) if cfg.catalog_attributes else None
+    taken = (use_catalog_attributes(model, emb, cfg.colour_column, cfg.category_column, cfg.catalog_weights)
+             if cfg.catalog_attributes else None)
     gallery = emb["photo"].numpy()
     types = np.array([str(c) for c in emb["category"]], dtype=object)
     colours = np.array([str(c) for c in emb["colour"]], dtype=object)
