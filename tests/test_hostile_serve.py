@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fsbir.cli import network_warning
+from fsbir.pipelines.cli_search import network_warning
 from fsbir.pipelines.build import BuildConfig, run_build
 from fsbir.pipelines.catalog import CatalogSpec
 from tests.conftest import encode, wait_until

@@ -9,7 +9,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # Parts from bottom to top; a module may import its own part and the parts below it.
 LAYERS = ["base", "sketchgen", "shardformat", "retrieval", "pipelines", "frontend"]
 FRONT_ENDS = {"fsbir.cli", "fsbir.__main__", "fsbir.pipelines.terminal", "fsbir.pipelines.quickstart",
-              "fsbir.pipelines.web"}
+              "fsbir.pipelines.web", "fsbir.pipelines.cli_options", "fsbir.pipelines.cli_data",
+              "fsbir.pipelines.cli_model", "fsbir.pipelines.cli_search"}
 
 
 def module_name(path: Path) -> str:
