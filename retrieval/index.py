@@ -16,11 +16,11 @@ import pyarrow.parquet as pq
 import torch
 
 from fsbir import FsbirError
-from fsbir.shardformat import atomic_path, atomic_write_json, count_ok_rows, shard_files
+from fsbir.shardformat import atomic_path, atomic_write_json, count_ok_rows
 
 from .checkpoint import model_from_checkpoint, resolve_checkpoint
 from .configs import INDEX_TYPES, IndexConfig
-from .data import check_option_columns, iter_rows
+from .data import check_option_columns, iter_rows, shard_columns
 from .evaluate import fuse, pick_device
 from .transforms import decode_photo, photo_tensor, sketch_tensor
 
@@ -131,7 +131,7 @@ def build_index(cfg: IndexConfig, on_batch: Callable[[int], None] | None = None)
     model, pp, tokenizer, _ = model_from_checkpoint(cfg.checkpoint, device)
     model.eval()
     check_option_columns(cfg.shards, {"--colour-column": cfg.colour_column, "--category-column": cfg.category_column})
-    columns = [c for c in pq.read_schema(shard_files(cfg.shards)[0]).names if c not in ITEM_COLUMNS_DROPPED]
+    columns = [c for c in shard_columns(cfg.shards) if c not in ITEM_COLUMNS_DROPPED]
     taken = {"colour": 0, "category": 0}
     tune = index_type == "ivf"  # only then are sketches read: a sample of them tunes nprobe
     probe = QuerySample(TUNING_QUERIES)
